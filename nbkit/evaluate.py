@@ -11,7 +11,8 @@ from torch import Tensor
 from .data.batch import MultimodalDataset
 
 __all__ = ["accuracy", "auc", "classification_metrics", "collect", "linear_probe", "probe_table",
-           "project_2d"]
+           "project_2d", "ROBUSTNESS_LEVELS", "robustness_curve", "relative_robustness",
+           "effective_robustness"]
 
 
 def _np(a) -> np.ndarray:
@@ -153,3 +154,84 @@ def project_2d(z, method: str = "pca", seed: int = 0, **kwargs) -> np.ndarray:
         import umap  # lazy: numba compiles on first import
         return umap.UMAP(n_components=2, random_state=seed, **kwargs).fit_transform(z)
     raise ValueError(f"method must be 'pca', 'tsne' or 'umap', got {method!r}")
+
+
+# ------------------------------------------------------------------ robustness protocol
+# MultiBench style (Liang et al., NeurIPS 2021 datasets track; specs/evaluation.md): a
+# curve of the test metric over 11 imperfection levels 0, .1, ..., 1; relative robustness =
+# area under it (trapezoid rule); effective robustness = deviation from the late-fusion
+# curve after shifting late fusion to the same clean score (MultiBench sums the deviation
+# over the levels; ``reduce="mean"`` gives it per level, in metric units).
+ROBUSTNESS_LEVELS = tuple(round(0.1 * i, 1) for i in range(11))
+
+
+def _curve_arrays(values, levels, name: str = "values"):
+    v = np.asarray(values, dtype=float).ravel()
+    lv = np.asarray(ROBUSTNESS_LEVELS if levels is None else levels, dtype=float).ravel()
+    if v.size < 2:
+        raise ValueError(f"{name} must hold the metric at >= 2 levels, got {v.size}")
+    if lv.size != v.size:
+        raise ValueError(f"{name} has {v.size} points but levels has {lv.size}; pass levels= "
+                         f"matching the curve (default: the 11 levels 0, .1, ..., 1)")
+    if not np.all(np.diff(lv) > 0):
+        raise ValueError(f"levels must be strictly increasing, got {lv.tolist()}")
+    if not np.isfinite(v).all():
+        raise ValueError(f"{name} contains NaN/Inf ({v.tolist()}); a metric was undefined at some level")
+    return v, lv
+
+
+def relative_robustness(values, levels=None) -> float:
+    """Area under the robustness curve (trapezoid rule over ``levels``, default 0..1 in 11
+    steps). A model whose metric stays at its clean value ``c`` scores ``c`` on the 0..1 axis."""
+    v, lv = _curve_arrays(values, levels)
+    return float(np.sum((v[1:] + v[:-1]) * np.diff(lv) / 2))
+
+
+def effective_robustness(values, reference, levels=None, reduce: str = "sum") -> float:
+    """Deviation of a curve from the ``reference`` (late-fusion) curve shifted to the same
+    clean score: ``f - (lf + f[0] - lf[0])``, summed over levels (MultiBench) or averaged
+    (``reduce="mean"``). Positive: the model loses less than late fusion as corruption grows."""
+    v, lv = _curve_arrays(values, levels, "values")
+    r, _ = _curve_arrays(reference, lv, "reference")
+    dev = v - (r + v[0] - r[0])
+    if reduce == "sum":
+        return float(dev.sum())
+    if reduce == "mean":
+        return float(dev.mean())
+    raise ValueError(f"reduce must be 'sum' (MultiBench) or 'mean', got {reduce!r}")
+
+
+def robustness_curve(model, ds: MultimodalDataset, levels=None, kind: str = "missing", metric: str = "auc",
+                     modalities=None, seed: int = 0, keep_one: bool = True, batch_size: int = 1024):
+    """The metric of a trained ``model`` on ``ds`` at each corruption level.
+
+    kind="missing": every sample loses each targeted modality independently with probability
+    p = level (`nbkit.data.drop_modalities`, ``keep_one`` so no sample is left empty);
+    kind="noise": Gaussian noise of std level x feature std (`nbkit.data.add_noise`).
+    The same ``seed`` at every level, so the draws are nested-comparable across models.
+    Returns a tidy frame: level, metric, value (plus acc alongside when metric="auc").
+    """
+    import pandas as pd
+
+    from .data.corrupt import add_noise, drop_modalities
+
+    if not isinstance(ds, MultimodalDataset):
+        raise TypeError(f"ds must be a MultimodalDataset, got {type(ds).__name__}")
+    if kind not in ("missing", "noise"):
+        raise ValueError(f"kind must be 'missing' or 'noise', got {kind!r}")
+    if metric not in ("auc", "acc"):
+        raise ValueError(f"metric must be 'auc' or 'acc', got {metric!r}")
+    lv = [float(v) for v in (ROBUSTNESS_LEVELS if levels is None else levels)]
+    if len(lv) < 1 or any(b <= a for a, b in zip(lv, lv[1:])) or lv[0] < 0 or (kind == "missing" and lv[-1] > 1):
+        raise ValueError(f"levels must be a non-empty increasing list of levels >= 0 (<= 1 for "
+                         f"missing probabilities), got {lv}")
+    rows = []
+    for level in lv:
+        if kind == "missing":
+            d = drop_modalities(ds, float(level), seed=seed, modalities=modalities, keep_one=keep_one)
+        else:
+            d = add_noise(ds, float(level), seed=seed, modalities=modalities)
+        res = collect(model, d, batch_size=batch_size)
+        m = classification_metrics(res["logits"], res["y"])
+        rows.append({"level": float(level), "metric": metric, "value": m[metric], "acc": m["acc"]})
+    return pd.DataFrame(rows)
