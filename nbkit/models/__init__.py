@@ -1,5 +1,7 @@
 """Models: one paper, one file. Every model maps a `Batch` to an `Output`."""
 from .base import ModelConfig, MultimodalModel, Output
 from .baselines import EarlyFusion, LateFusion, Unimodal
+from .dsrsd import DSRSD, DSRSDConfig
 
 __all__ = ["Output", "ModelConfig", "MultimodalModel", "Unimodal", "EarlyFusion", "LateFusion"]
+__all__ += ["DSRSD", "DSRSDConfig"]
