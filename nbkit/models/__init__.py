@@ -1,7 +1,9 @@
 """Models: one paper, one file. Every model maps a `Batch` to an `Output`."""
 from .base import ModelConfig, MultimodalModel, Output
 from .baselines import EarlyFusion, LateFusion, Unimodal
+from .baselines import CoAttention, GatedFusion
 from .dsrsd import DSRSD, DSRSDConfig
 
 __all__ = ["Output", "ModelConfig", "MultimodalModel", "Unimodal", "EarlyFusion", "LateFusion"]
 __all__ += ["DSRSD", "DSRSDConfig"]
+__all__ += ["GatedFusion", "CoAttention"]

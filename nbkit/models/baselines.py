@@ -98,3 +98,104 @@ class LateFusion(MultimodalModel):
             if mk.any():
                 total = total + F.cross_entropy(out.unimodal_logits[m][mk].float(), batch.y[mk])
         return {"task": total if isinstance(total, Tensor) else out.logits.sum() * 0}
+
+
+# ----------------------------------------------------------------------------------------
+# Fusion baselines without decomposition (specs/baselines.md): gated fusion, co-attention.
+# Both mask missing modalities (never a special code path), like DSRSD.
+
+def _masked_inputs(model: MultimodalModel, batch: Batch) -> dict[str, Tensor]:
+    """Encoder features with a missing modality's values replaced by zeros BEFORE encoding
+    (so garbage or NaN in an absent modality cannot leak) and its features zeroed."""
+    model.check_batch(batch)
+    h = {}
+    for m in model.modalities:
+        x, mk = batch.x[m], batch.mask(m)
+        x = torch.where(mk.view(-1, *([1] * (x.ndim - 1))), x, torch.zeros((), dtype=x.dtype, device=x.device))
+        h[m] = model.encoders[m](x) * mk[:, None].to(x.dtype)
+    return h
+
+
+class GatedFusion(MultimodalModel):
+    """Gated fusion without shared/private decomposition:
+
+        alpha = softmax(W [h_1; ...; h_M] + b)   (logit of a missing modality -> -inf)
+        u     = sum_m alpha_m h_m ;  logits = head(u)
+
+    The same gate as DSRSD's (8) on the same encoder features, so a comparison isolates the
+    decomposition. A sample with no modality gets alpha = 0, u = 0. Head: 2-layer MLP (ours).
+    """
+
+    def __init__(self, dims, n_classes, config=None, **overrides):
+        super().__init__(dims, n_classes, config, **overrides)
+        d, M = self.config.d, len(self.modalities)
+        self.gate = nn.Linear(M * d, M)
+        self.head = nn.Sequential(nn.Linear(d, self.config.hidden), nn.GELU(), nn.Dropout(self.config.dropout),
+                                  nn.Linear(self.config.hidden, n_classes))
+
+    def forward(self, batch: Batch) -> Output:
+        h = _masked_inputs(self, batch)
+        present = self.present(batch)
+        logit = self.gate(torch.cat([h[m] for m in self.modalities], 1)).masked_fill(~present, float("-inf"))
+        logit = torch.where(present.any(1, keepdim=True), logit, torch.zeros_like(logit))
+        alpha = torch.softmax(logit, 1) * present.to(logit.dtype)
+        u = sum(alpha[:, i, None] * h[m] for i, m in enumerate(self.modalities))
+        return Output(logits=self.head(u), features=h, fused=u, gate=alpha)
+
+
+@dataclass
+class CoAttentionConfig(ModelConfig):
+    heads: int = 4              # attention heads (ours); d must be divisible by it
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.heads < 1 or self.d % self.heads:
+            raise ValueError(f"heads must be >= 1 and divide d={self.d}, got heads={self.heads}")
+
+
+class CoAttention(MultimodalModel):
+    """Co-attention fusion: each modality token attends to the OTHER modalities' tokens.
+
+        t_m  = h_m + e_m                                        (e_m: learned modality embedding)
+        c_m  = sum_{k != m, k present} softmax_k(q(t_m) . k(t_k) / sqrt(d_head)) v(t_k)
+        t'_m = LayerNorm(t_m + out(c_m));  t''_m = LayerNorm(t'_m + FFN(t'_m))
+        u    = mean of t''_m over present modalities;  logits = head(u)
+
+    Missing modalities are masked as keys (and left out of the pooling); a token with no
+    present partner gets c_m = 0 (no NaN). One layer, sizes ours.
+    """
+
+    Config = CoAttentionConfig
+
+    def __init__(self, dims, n_classes, config=None, **overrides):
+        super().__init__(dims, n_classes, config, **overrides)
+        d, M = self.config.d, len(self.modalities)
+        self.embed = nn.Parameter(torch.randn(M, d) * 0.02)
+        self.qkv = nn.Linear(d, 3 * d)
+        self.out = nn.Linear(d, d)
+        self.norm1, self.norm2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.ffn = nn.Sequential(nn.Linear(d, self.config.hidden), nn.GELU(), nn.Linear(self.config.hidden, d))
+        self.head = nn.Linear(d, n_classes)
+
+    def forward(self, batch: Batch) -> Output:
+        h = _masked_inputs(self, batch)
+        present = self.present(batch)                                           # [B, M]
+        B, M, d, H = len(batch), len(self.modalities), self.config.d, self.config.heads
+        t = torch.stack([h[m] for m in self.modalities], 1) + self.embed        # [B, M, d]
+        q, k, v = self.qkv(t).view(B, M, 3, H, d // H).permute(2, 0, 3, 1, 4)  # each [B, H, M, dh]
+        score = q @ k.transpose(-1, -2) / (d // H) ** 0.5                       # [B, H, M(q), M(k)]
+        allowed = present[:, None, None, :] & ~torch.eye(M, dtype=torch.bool, device=t.device)
+        score = score.masked_fill(~allowed, float("-inf"))
+        has_key = allowed.any(-1, keepdim=True)                                 # [B, 1, M, 1]
+        attn = torch.softmax(torch.where(has_key, score, torch.zeros_like(score)), -1) * has_key
+        c = (attn @ v).transpose(1, 2).reshape(B, M, d)
+        t = self.norm1(t + self.out(c))
+        t = self.norm2(t + self.ffn(t))
+        w = present.to(t.dtype)
+        u = (t * w[..., None]).sum(1) / w.sum(1, keepdim=True).clamp_min(1.0)
+        feats = {m: t[:, i] * w[:, i, None] for i, m in enumerate(self.modalities)}
+        return Output(logits=self.head(u), features=h, fused=u,
+                      extras={"attention": attn.mean(1), "tokens": feats})
+
+
+__all__ += ["GatedFusion", "CoAttention"]
