@@ -9,10 +9,11 @@ __all__ = ["Batch", "MultimodalDataset", "make_synthetic", "drop_modalities", "a
 
 def __getattr__(name):
     # avdigits / oulad import lazily (file reading, pandas)
+    # importlib, not "from . import x": that form calls this __getattr__ again (recursion)
+    import importlib
     if name in ("load_avdigits", "avdigits"):
-        from . import avdigits
+        avdigits = importlib.import_module(f"{__name__}.avdigits")
         return avdigits.load_avdigits if name == "load_avdigits" else avdigits
     if name == "oulad":
-        from . import oulad
-        return oulad
+        return importlib.import_module(f"{__name__}.oulad")
     raise AttributeError(name)
