@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["history_figure", "embedding_figure", "heatmap_figure", "bar_figure", "curve_figure",
-           "summary_table"]
+           "summary_table", "heatmap_grid_figure", "lambda_grid_figure", "gate_noise_figure"]
 
 TEMPLATE = "plotly_white"
 
@@ -135,3 +135,80 @@ def summary_table(df: pd.DataFrame, by: Sequence[str] | str, values: Sequence[st
     for v in values:
         out[v] = [f"{a:.{digits}f} ± {s:.{digits}f} (n={k})" for a, s, k in zip(mean[v], std[v], n[v])]
     return out.reset_index()
+
+
+# ------------------------------------------------ DSRSD-Net figures (notebooks 02 and 03)
+def heatmap_grid_figure(matrices: dict, cols: int = 3, title: str = "", zmin: float = -1.0, zmax: float = 1.0,
+                        colorscale: str = "RdBu_r", height_per_row: int = 300):
+    """Small multiples of equally-scaled heatmaps (e.g. shared-space correlation matrices
+    before/after training or across lambda settings), one panel per ``{title: matrix}``."""
+    from plotly.subplots import make_subplots
+
+    go = _go()
+    if not matrices:
+        raise ValueError("heatmap_grid_figure needs at least one {title: matrix}")
+    names = list(matrices)
+    cols = max(1, min(int(cols), len(names)))
+    rows = -(-len(names) // cols)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[str(n) for n in names],
+                        horizontal_spacing=0.04, vertical_spacing=0.08)
+    for k, n in enumerate(names):
+        m = np.asarray(matrices[n], dtype=float)
+        if m.ndim != 2:
+            raise ValueError(f"matrix {n!r} must be 2-D, got shape {m.shape}")
+        fig.add_trace(go.Heatmap(z=m, zmin=zmin, zmax=zmax, zmid=0.0 if zmin < 0 < zmax else None,
+                                 colorscale=colorscale, showscale=k == 0, coloraxis=None),
+                      row=k // cols + 1, col=k % cols + 1)
+    fig.update_yaxes(autorange="reversed", showticklabels=False)
+    fig.update_xaxes(showticklabels=False)
+    fig.update_layout(template=TEMPLATE, title=title, height=height_per_row * rows + 80)
+    return fig
+
+
+def lambda_grid_figure(df: pd.DataFrame, metrics: Sequence[str] = ("auc", "disentanglement"),
+                       x: str = "lambda_orth", y: str = "lambda_dec", title: str = "", text_fmt: str = ".3f"):
+    """Side-by-side heatmaps of metrics over a (lambda_dec x lambda_orth) grid, averaged over
+    seeds; each panel has its own colour scale with the value written in every cell."""
+    from plotly.subplots import make_subplots
+
+    go = _go()
+    missing = [c for c in [x, y, *metrics] if c not in df.columns]
+    if df.empty or missing:
+        raise ValueError(f"lambda_grid_figure needs a non-empty frame with columns {[x, y, *metrics]}; "
+                         f"missing {missing}")
+    fig = make_subplots(rows=1, cols=len(metrics), subplot_titles=list(metrics), horizontal_spacing=0.12)
+    for k, met in enumerate(metrics):
+        piv = df.groupby([y, x])[met].mean().unstack(x).sort_index().sort_index(axis=1)
+        xs, ys = [f"{v:g}" for v in piv.columns], [f"{v:g}" for v in piv.index]
+        z = piv.values
+        fig.add_trace(go.Heatmap(z=z, x=xs, y=ys, colorscale="Viridis", text=[[format(v, text_fmt) for v in r] for r in z],
+                                 texttemplate="%{text}", showscale=False), row=1, col=k + 1)
+        fig.update_xaxes(title_text=x, type="category", row=1, col=k + 1)
+        fig.update_yaxes(title_text=y if k == 0 else None, type="category", row=1, col=k + 1)
+    fig.update_layout(template=TEMPLATE, title=title, height=420)
+    return fig
+
+
+def gate_noise_figure(summary: pd.DataFrame, title: str = "Gate weight vs per-sample noise"):
+    """Mean gate weight of each modality against the noise level put on one modality
+    (one panel per noisy modality): a reliability-aware gate moves weight away from it."""
+    from plotly.subplots import make_subplots
+    import plotly.express as px
+
+    need = {"noisy_modality", "modality", "level_bin", "gate"}
+    if summary.empty or not need <= set(summary.columns):
+        raise ValueError(f"gate_noise_figure needs a non-empty frame with columns {sorted(need)} "
+                         f"(see nbkit.experiments.robustness.gate_noise_summary)")
+    noisy = list(dict.fromkeys(summary.noisy_modality))
+    mods = list(dict.fromkeys(summary.modality))
+    palette = px.colors.qualitative.Plotly
+    fig = make_subplots(rows=1, cols=len(noisy), subplot_titles=[f"noise on {m}" for m in noisy], shared_yaxes=True)
+    for k, nm in enumerate(noisy):
+        for i, m in enumerate(mods):
+            g = summary[(summary.noisy_modality == nm) & (summary.modality == m)].sort_values("level_bin")
+            fig.add_scatter(x=g.level_bin, y=g.gate, mode="lines+markers", name=f"gate of {m}",
+                            line=dict(color=palette[i % len(palette)]), showlegend=k == 0, row=1, col=k + 1)
+        fig.update_xaxes(title_text="noise level (x feature std)", row=1, col=k + 1)
+    fig.update_yaxes(title_text="mean gate weight", range=[0, 1], row=1, col=1)
+    fig.update_layout(template=TEMPLATE, title=title, height=380)
+    return fig

@@ -12,6 +12,7 @@ from nbkit.models import LateFusion, Unimodal
 from nbkit.train import Trainer
 
 P = np.asarray(ROBUSTNESS_LEVELS)
+torch.set_num_threads(1)  # tiny models: a second thread only spins on a shared 2-core machine
 
 
 def test_levels_are_the_eleven_multibench_levels():
@@ -115,3 +116,100 @@ def test_noise_curve_and_argument_errors(data):
         robustness_curve(model, test, levels=[0.0, 1.5])
     with pytest.raises(TypeError, match="ds must be"):
         robustness_curve(model, test[:10])
+
+
+# ------------------------------------------------ DSRSD experiment protocols and figures
+from nbkit.experiments import robustness as rx
+from nbkit import viz
+
+
+@pytest.fixture(scope="module")
+def small():
+    return rx.make_data(n=600, dims=16, seed=2)
+
+
+def test_robustness_summary_on_hand_made_curves():
+    lv = list(ROBUSTNESS_LEVELS)
+    rows = []
+    for seed in (0, 1):
+        rows += [{"method": "MM-late", "seed": seed, "level": p, "value": 0.9 - 0.2 * p} for p in lv]
+        rows += [{"method": "A", "seed": seed, "level": p, "value": 0.95 - 0.1 * p} for p in lv]
+    s = rx.robustness_summary(pd.DataFrame(rows))
+    a = s[s.method == "A"].iloc[0]
+    assert a["clean"] == pytest.approx(95.0) and a["drop at p=0.5"] == pytest.approx(5.0)
+    assert a["relative robustness"] == pytest.approx(100 * (0.95 - 0.05))
+    assert a["effective robustness"] == pytest.approx(100 * 0.1 * P.sum())
+    lf = s[s.method == "MM-late"].iloc[0]
+    assert lf["drop at p=0.5"] == pytest.approx(10.0) and lf["effective robustness"] == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="reference"):
+        rx.robustness_summary(pd.DataFrame(rows), reference="LF")
+    with pytest.raises(ValueError, match="level 0.55"):
+        rx.robustness_summary(pd.DataFrame(rows), at=0.55)
+
+
+def test_stream_diagnostics_and_lambda_grid(small):
+    train, val, test = small
+    grid = rx.lambda_grid(train, None, test, dec_values=[0.0, 1.0], orth_values=[0.0, 1.0], epochs=4,
+                          progress=False, d=16, hidden=32)
+    assert len(grid) == 4 and {"auc", "offdiag", "orth", "disentanglement", "r2_shared"} <= set(grid.columns)
+    g = grid.set_index(["lambda_dec", "lambda_orth"])
+    # the weights do what they say: L_dec lowers off-diagonal mass, L_orth lowers shared/private overlap
+    assert g.loc[(1.0, 0.0), "offdiag"] < g.loc[(0.0, 0.0), "offdiag"]
+    assert g.loc[(0.0, 1.0), "orth"] < g.loc[(0.0, 0.0), "orth"]
+    fig = viz.lambda_grid_figure(grid, metrics=("auc", "offdiag"))
+    assert len(fig.data) == 2 and np.asarray(fig.data[1].z).shape == (2, 2)
+    with pytest.raises(ValueError, match="missing"):
+        viz.lambda_grid_figure(grid, metrics=("f1",))
+    with pytest.raises(ValueError, match="dec_values"):
+        rx.lambda_grid(train, None, test, dec_values=[-1.0])
+
+
+def test_shared_correlation_and_heatmap_grid(small):
+    train, val, test = small
+    m = rx.train_dsrsd(train, None, epochs=2, d=16, hidden=32)
+    C = rx.shared_correlation(m, test)
+    assert C.shape == (16, 16) and np.allclose(np.diag(C), 1.0, atol=1e-3)
+    fig = viz.heatmap_grid_figure({"a": C, "b": -C}, cols=2)
+    assert len(fig.data) == 2 and fig.data[0].zmin == -1
+    with pytest.raises(ValueError, match="at least one"):
+        viz.heatmap_grid_figure({})
+    late = _train(LateFusion, train)
+    with pytest.raises(ValueError, match="no shared"):
+        rx.shared_correlation(late, test)
+
+
+def test_gate_vs_noise_and_figure(small):
+    train, val, test = small
+    m = rx.train_dsrsd(train, None, epochs=2, d=16, hidden=32)
+    df = rx.gate_vs_noise(m, test, max_level=2.0)
+    assert len(df) == 2 * 2 * len(test)                        # noisy modality x modality x sample
+    # gate weights of a sample sum to 1 over the modalities
+    per = df.assign(i=np.tile(np.arange(len(test)), 4)).groupby(["noisy_modality", "i"]).gate.sum()
+    assert np.allclose(per.values, 1.0, atol=1e-5)
+    assert df.level.between(0, 2.0).all()
+    summ = rx.gate_noise_summary(df, bins=4)
+    assert set(summ.noisy_modality) == {"m1", "m2"} and summ.level_bin.nunique() == 4
+    assert len(rx.gate_noise_correlation(df)) == 2
+    fig = viz.gate_noise_figure(summ)
+    assert len(fig.data) == 4
+    with pytest.raises(ValueError, match="gate_noise_figure"):
+        viz.gate_noise_figure(summ.drop(columns="gate"))
+    with pytest.raises(ValueError, match="returns no gate"):
+        rx.gate_vs_noise(_train(Unimodal, train, modality="m1"), test)
+
+
+def test_missing_modality_study_small(small):
+    train, val, test = small
+    st = rx.missing_modality_study(train, val, test, seeds=[0], epochs=2, variants=["full", "w/o gate"],
+                                   baselines=["MM-late"], levels=[0.0, 0.5, 1.0], progress=False,
+                                   dsrsd_config=dict(d=16, hidden=32))
+    assert set(st.curves.method) == {"DSRSD (full)", "DSRSD (w/o gate)", "MM-late"}
+    assert len(st.curves) == 3 * 3 and len(st.metrics) == 3
+    s = rx.robustness_summary(st.curves)
+    tab = rx.ablation_table(st.metrics, s)
+    assert "drop at p=0.5" in tab.columns and tab.auc.str.contains("±").all()
+    # the w/o gate variant really has uniform weights over present modalities
+    g = collect(st.models[("DSRSD (w/o gate)", 0)], test)["gate"]
+    assert torch.allclose(g, torch.full_like(g, 0.5))
+    with pytest.raises(ValueError, match="unknown variants"):
+        rx.missing_modality_study(train, val, test, variants=["w/o magic"])

@@ -1,0 +1,178 @@
+"""ipywidgets panels.
+
+`lambda_panel` : two log-scale sliders (lambda_dec, lambda_orth, both including 0) that
+RETRAIN a small DSRSD-Net from scratch and redraw its shared-space correlation heatmap and
+metrics. Our choice of "small" (so an update stays well under 2 s on a 2-core CPU; see
+benchmarks/bench_lambda_panel.py): ``n_train=400`` training samples, ``epochs=6``, batch 64,
+d=32, scored on ``n_eval=400`` validation samples, one CPU thread. Retraining from scratch
+(not warm-starting) keeps the picture honest: what you see is caused by the two weights alone.
+
+Headless (papermill, tests) the panel runs its update once with the defaults at build time,
+so ``panel.figure`` (a plotly figure) and ``panel.metrics_text`` exist without a browser;
+the notebook shows ``panel.snapshot()`` after the live panel so the executed notebook keeps
+the figure. DOM hooks for browser tests: sliders carry CSS classes ``nbkit-lambda-dec`` /
+``nbkit-lambda-orth`` (descriptions "lambda_dec" / "lambda_orth"), the figure's Output
+``nbkit-panel-figure``, the metrics HTML ``nbkit-panel-metrics``, the whole box ``nbkit-panel``.
+"""
+from __future__ import annotations
+
+import time
+from typing import Sequence
+
+import numpy as np
+import torch
+
+__all__ = ["PANEL_LAMBDAS", "LambdaPanel", "lambda_panel"]
+
+# slider positions: 0 plus a log grid (ours)
+PANEL_LAMBDAS = (0.0, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)
+
+
+def _label(v: float) -> str:
+    return "0" if v == 0 else f"{v:g}"
+
+
+def _in_ipython() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover
+        return False
+    return get_ipython() is not None
+
+
+class LambdaPanel:
+    """The lambda panel; build it with `lambda_panel`. ``update()`` retrains and redraws;
+    ``latencies`` holds the wall time (s) of every update."""
+
+    def __init__(self, train, val, lambda_dec: float = 1e-2, lambda_orth: float = 1e-2,
+                 values: Sequence[float] = PANEL_LAMBDAS, n_train: int = 400, n_eval: int = 400,
+                 epochs: int = 6, batch_size: int = 64, seed: int = 0, d: int = 32, hidden: int = 64,
+                 **config):
+        import ipywidgets as widgets
+
+        from .data.batch import MultimodalDataset
+
+        for name, ds in (("train", train), ("val", val)):
+            if not isinstance(ds, MultimodalDataset):
+                raise TypeError(f"{name} must be a MultimodalDataset, got {type(ds).__name__}")
+        values = sorted(float(v) for v in values)
+        if len(values) < 2 or values[0] < 0 or not all(np.isfinite(values)):
+            raise ValueError(f"values must hold >= 2 finite weights >= 0, got {values}")
+        for name, v in (("lambda_dec", lambda_dec), ("lambda_orth", lambda_orth)):
+            if float(v) not in values:
+                raise ValueError(f"{name}={v} is not one of the slider values {values}")
+        if int(n_train) < 2 * int(batch_size):
+            raise ValueError(f"n_train must be >= 2 x batch_size ({2 * int(batch_size)}), got {n_train}")
+        if int(n_eval) < 10:
+            raise ValueError(f"n_eval must be >= 10, got {n_eval}")
+        g = torch.Generator().manual_seed(int(seed))
+        self.train = train.subset(torch.randperm(len(train), generator=g)[: int(n_train)].sort().values)
+        self.val = val.subset(torch.arange(min(int(n_eval), len(val))))
+        self.epochs, self.batch_size, self.seed = int(epochs), int(batch_size), int(seed)
+        self.config = dict(d=int(d), hidden=int(hidden), **config)
+        self.latencies: list[float] = []
+        self.history: list[dict] = []
+        self.figure = None
+        self.model = None
+
+        opts = [(_label(v), v) for v in values]
+        self.dec_slider = widgets.SelectionSlider(options=opts, value=float(lambda_dec), description="lambda_dec",
+                                                  continuous_update=False, layout=widgets.Layout(width="420px"))
+        self.orth_slider = widgets.SelectionSlider(options=opts, value=float(lambda_orth), description="lambda_orth",
+                                                   continuous_update=False, layout=widgets.Layout(width="420px"))
+        self.dec_slider.add_class("nbkit-lambda-dec")
+        self.orth_slider.add_class("nbkit-lambda-orth")
+        self.metrics_html = widgets.HTML(value="")
+        self.metrics_html.add_class("nbkit-panel-metrics")
+        self.fig_out = widgets.Output(layout=widgets.Layout(min_height="440px"))
+        self.fig_out.add_class("nbkit-panel-figure")
+        self.widget = widgets.VBox([widgets.HBox([self.dec_slider, self.orth_slider]), self.metrics_html, self.fig_out])
+        self.widget.add_class("nbkit-panel")
+        self.dec_slider.observe(self._on_change, names="value")
+        self.orth_slider.observe(self._on_change, names="value")
+        self.update()                      # headless-safe: the defaults are drawn once at build time
+
+    # ----------------------------------------------------------------------- update
+    @property
+    def lambdas(self) -> tuple[float, float]:
+        return float(self.dec_slider.value), float(self.orth_slider.value)
+
+    def _on_change(self, change) -> None:
+        self.update()
+
+    def set(self, lambda_dec: float | None = None, lambda_orth: float | None = None) -> dict:
+        """Move the sliders programmatically (one retrain per call) and return the metrics."""
+        self.dec_slider.unobserve(self._on_change, names="value")
+        self.orth_slider.unobserve(self._on_change, names="value")
+        try:
+            if lambda_dec is not None:
+                self.dec_slider.value = float(lambda_dec)
+            if lambda_orth is not None:
+                self.orth_slider.value = float(lambda_orth)
+        finally:
+            self.dec_slider.observe(self._on_change, names="value")
+            self.orth_slider.observe(self._on_change, names="value")
+        return self.update()
+
+    def update(self) -> dict:
+        """Retrain a small DSRSD at the sliders' weights, redraw heatmap and metrics."""
+        from .experiments.robustness import one_thread
+
+        t0 = time.perf_counter()
+        with one_thread():
+            met = self._retrain_and_draw()
+        dt = time.perf_counter() - t0
+        ld, lo = self.lambdas
+        self.latencies.append(dt)
+        met.update(lambda_dec=ld, lambda_orth=lo, latency_s=dt, update=len(self.history) + 1)
+        self.history.append(met)
+        self.metrics_html.value = (
+            f"<b>update {met['update']}</b> &nbsp; lambda_dec={_label(ld)}, lambda_orth={_label(lo)} &nbsp;|&nbsp; "
+            f"val AUC {met['auc']:.3f}, acc {met['acc']:.3f} &nbsp;|&nbsp; off-diagonal mass {met['offdiag']:.4f}"
+            f" &nbsp;|&nbsp; L_orth {met['orth']:.4f} &nbsp;|&nbsp; retrain + redraw {dt:.2f} s"
+        )
+        return met
+
+    def _retrain_and_draw(self) -> dict:
+        from .evaluate import classification_metrics, collect
+        from .experiments.robustness import shared_correlation, shared_matrix, train_dsrsd
+        from .losses import decorrelation, orthogonality
+        from .viz import heatmap_figure
+
+        ld, lo = self.lambdas
+        self.model = train_dsrsd(self.train, None, lambda_dec=ld, lambda_orth=lo, seed=self.seed,
+                                 epochs=self.epochs, batch_size=self.batch_size, **self.config)
+        res = collect(self.model, self.val)
+        met = classification_metrics(res["logits"], res["y"])
+        C = shared_correlation(res)
+        met["offdiag"] = float(decorrelation(shared_matrix(res)))
+        pres = res["present"]
+        met["orth"] = float(sum(orthogonality(res["shared"][m][pres[:, i]], res["private"][m][pres[:, i]])
+                                for i, m in enumerate(res["shared"])))
+        fig = heatmap_figure(C, zmin=-1, zmax=1, title=(f"shared-space correlation  (lambda_dec={_label(ld)}, "
+                                                        f"lambda_orth={_label(lo)})"))
+        fig.update_layout(height=440, width=520, xaxis_showticklabels=False, yaxis_showticklabels=False)
+        self.figure = fig
+        if _in_ipython():
+            with self.fig_out:
+                self.fig_out.clear_output(wait=True)
+                from IPython.display import display
+                display(fig)
+        return met
+
+    @property
+    def metrics_text(self) -> str:
+        return self.metrics_html.value
+
+    def snapshot(self):
+        """The current figure (a static plotly figure: what the executed notebook keeps)."""
+        return self.figure
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+
+def lambda_panel(train, val, **kwargs) -> LambdaPanel:
+    """Build the lambda panel (see `LambdaPanel` and the module docstring); display it by
+    putting it last in a cell."""
+    return LambdaPanel(train, val, **kwargs)
