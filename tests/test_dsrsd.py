@@ -1,0 +1,266 @@
+"""DSRSD-Net and the fusion baselines without decomposition (GatedFusion, CoAttention)."""
+import pytest
+import torch
+
+from nbkit.data import Batch, MultimodalDataset, drop_modalities, make_synthetic
+from nbkit.losses import info_nce
+from nbkit.models import DSRSD, CoAttention, DSRSDConfig, GatedFusion
+from nbkit.train import Trainer
+
+TERMS = {"task", "con", "align", "dec", "orth"}
+
+
+@pytest.fixture(scope="module")
+def ds2():
+    return make_synthetic(n=256, n_modalities=2, dims=[12, 20], seed=0)
+
+
+@pytest.fixture(scope="module")
+def ds3():
+    return make_synthetic(n=128, n_modalities=3, dims=8, seed=1)
+
+
+def _with_missing(ds, n=32, seed=0):
+    """A batch where some samples lack some modalities (never all)."""
+    return drop_modalities(ds, 0.5, seed=seed)[:n]
+
+
+@pytest.mark.parametrize("fixture,M", [("ds2", 2), ("ds3", 3)])
+def test_shapes_for_two_and_three_modalities(request, fixture, M):
+    ds = request.getfixturevalue(fixture)
+    torch.manual_seed(0)
+    model = DSRSD.for_dataset(ds, d=16, hidden=32)
+    b = ds[:10]
+    out = model(b)
+    assert out.logits.shape == (10, ds.n_classes)
+    assert out.gate.shape == (10, M)
+    assert out.fused.shape == (10, 32)                              # [s; p] = 2d
+    for m in ds.modalities:
+        assert out.shared[m].shape == out.private[m].shape == (10, 16)
+        assert out.features[m].shape == (10, 16)
+    terms = model.loss_terms(b, out)
+    assert set(terms) == TERMS
+    assert all(torch.isfinite(v) and v.ndim == 0 for v in terms.values())
+
+
+def test_vector_plus_sequence_modalities():
+    g = torch.Generator().manual_seed(0)
+    ds = MultimodalDataset({"image": torch.randn(20, 30, generator=g), "audio": torch.randn(20, 7, 5, generator=g)},
+                           torch.arange(20) % 3)
+    out = DSRSD.for_dataset(ds, d=8, hidden=16)(ds[:6])
+    assert out.logits.shape == (6, 3) and out.shared["audio"].shape == (6, 8)
+
+
+def test_gate_rows_sum_to_one_and_zero_for_missing(ds3):
+    b = _with_missing(ds3)
+    assert (~b.present).any()
+    out = DSRSD.for_dataset(ds3, d=16, hidden=32)(b)
+    assert torch.allclose(out.gate.sum(1), torch.ones(len(b)), atol=1e-6)
+    assert (out.gate[~b.present] == 0).all()
+    assert (out.gate[b.present] > 0).all()
+    for i, m in enumerate(ds3.modalities):                          # streams zeroed where missing
+        assert (out.shared[m][~b.present[:, i]] == 0).all()
+        assert (out.private[m][~b.present[:, i]] == 0).all()
+
+
+def test_missing_modality_output_independent_of_its_garbage(ds2):
+    torch.manual_seed(0)
+    model = DSRSD.for_dataset(ds2, d=16, hidden=32).eval()
+    b = ds2[:8]
+    present = b.present.clone()
+    present[:4, 0] = False                                          # first 4 samples lack m1
+    outs = []
+    for fill in (0.0, 1e6, float("nan")):
+        x = dict(b.x)
+        x["m1"] = x["m1"].clone()
+        x["m1"][:4] = fill if fill == fill else torch.full_like(x["m1"][:4], fill)
+        if fill == 0.0:
+            x["m1"][:4] = torch.randn(4, x["m1"].shape[1]) * 100
+        outs.append(model(Batch(x, present, b.y)))
+    for o in outs[1:]:
+        assert torch.equal(o.logits, outs[0].logits)
+        assert torch.equal(o.gate, outs[0].gate)
+    assert torch.isfinite(outs[2].logits).all()
+    terms = model.loss_terms(Batch(x, present, b.y), outs[2])
+    assert all(torch.isfinite(v) for v in terms.values())
+
+
+def test_fully_missing_sample_and_fully_missing_batch_give_no_nan(ds2):
+    model = DSRSD.for_dataset(ds2, d=16, hidden=32)
+    b = ds2[:6]
+    present = b.present.clone()
+    present[0] = False                                              # one sample with nothing
+    out = model(Batch(b.x, present, b.y))
+    assert (out.gate[0] == 0).all() and (out.fused[0] == 0).all()
+    assert torch.allclose(out.gate[1:].sum(1), torch.ones(5))
+    none = torch.zeros_like(present)
+    out = model(Batch(b.x, none, b.y))
+    terms = model.loss_terms(Batch(b.x, none, b.y), out)
+    assert all(torch.isfinite(v) for v in terms.values())
+    sum(terms.values()).backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_pairwise_terms_use_only_samples_with_both_modalities(ds2):
+    torch.manual_seed(0)
+    model = DSRSD.for_dataset(ds2, d=16, hidden=32)
+    b = _with_missing(ds2, n=64, seed=3)
+    both = b.present.all(1)
+    assert 2 <= both.sum() < len(b)
+    out = model(b)
+    expected = info_nce(out.shared["m1"][both], out.shared["m2"][both], model.config.tau)
+    assert model.loss_terms(b, out)["con"].item() == pytest.approx(expected.item(), rel=1e-5)
+    # fewer than two complete pairs: no contrast, term is exactly 0 (and finite)
+    present = b.present.clone()
+    present[:, 1] = False
+    present[0, 1] = True
+    out = model(Batch(b.x, present, b.y))
+    terms = model.loss_terms(Batch(b.x, present, b.y), out)
+    assert terms["con"].item() == 0.0 and terms["align"].item() == 0.0
+
+
+def test_residual_switch_really_removes_the_residual(ds2):
+    b = ds2[:32]
+    torch.manual_seed(0)
+    res = DSRSD.for_dataset(ds2, d=16, hidden=32)
+    torch.manual_seed(0)
+    plain = DSRSD.for_dataset(ds2, d=16, hidden=32, residual=False)
+    assert any(n.startswith("R_sh.") for n, _ in res.named_parameters())
+    assert not any(n.startswith("R_sh.") for n, _ in plain.named_parameters())
+    assert any(n.startswith("shared_mlp.") for n, _ in plain.named_parameters())
+    o_res, o_plain = res(b), plain(b)
+    # residual: s starts at z~ (near-zero correction); plain MLP: s is far from z~
+    z = o_res.extras["base"]["m1"]
+    assert (o_res.shared["m1"] - z).abs().max() < 0.05
+    assert (o_plain.shared["m1"] - o_plain.extras["base"]["m1"]).abs().mean() > 0.3
+
+
+def test_gate_switch_gives_uniform_weights_over_present(ds3):
+    model = DSRSD.for_dataset(ds3, d=16, hidden=32, gate=False)
+    assert not any(n.startswith("gate.") for n, _ in model.named_parameters())
+    b = _with_missing(ds3)
+    out = model(b)
+    pres = b.present.float()
+    assert torch.allclose(out.gate, pres / pres.sum(1, keepdim=True))
+
+
+def test_private_difference_mode_has_no_private_mlp(ds2):
+    model = DSRSD.for_dataset(ds2, d=16, hidden=32, private_mode="difference")
+    assert not any(n.startswith("R_pr.") for n, _ in model.named_parameters())
+    out = model(ds2[:8])
+    z = out.extras["base"]["m2"]
+    assert torch.allclose(out.private["m2"], z - out.shared["m2"], atol=1e-6)
+
+
+def test_zero_lambda_removes_the_term_from_the_trained_loss(ds2):
+    b = ds2[:32]
+    for name in ("dec", "orth"):
+        torch.manual_seed(0)
+        model = DSRSD.for_dataset(ds2, d=16, hidden=32, **{f"lambda_{name}": 0.0})
+        terms = model.loss_terms(b, model(b))
+        assert terms[name].item() > 0                                # still logged, unweighted
+        loss = Trainer(model, progress=False).weighted_loss(terms)
+        w = model.loss_weights()
+        expected = sum(w[k] * v for k, v in terms.items() if k != name)
+        assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+        assert w[name] == 0.0
+
+
+def test_loss_terms_finite_and_training_reduces_task_loss(ds2):
+    torch.manual_seed(0)
+    model = DSRSD.for_dataset(ds2, d=16, hidden=32)
+    b = _with_missing(ds2, n=96)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    w = model.loss_weights()
+    first = None
+    for _ in range(25):
+        out = model(b)
+        terms = model.loss_terms(b, out)
+        assert all(torch.isfinite(v) for v in terms.values())
+        first = terms["task"].item() if first is None else first
+        loss = sum(w[k] * v for k, v in terms.items())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert terms["task"].item() < 0.5 * first
+
+
+def test_trainer_fits_dsrsd_on_synthetic_above_chance():
+    ds = make_synthetic(n=400, dims=8, seed=2, snr=8.0)
+    tr, va = ds.split((0.7, 0.3), seed=0)
+    torch.manual_seed(0)
+    model = DSRSD.for_dataset(tr, d=16, hidden=32)
+    trainer = Trainer(model, epochs=5, batch_size=64, lr=3e-3, progress=False, seed=0)
+    trainer.fit(tr, va)
+    assert trainer.evaluate(va)["acc"] > 0.5                          # chance is ~0.25
+    assert {"loss/dec", "loss/orth", "loss/con", "loss/align"} <= set(trainer.history.metrics("train"))
+
+
+def test_clear_errors(ds2):
+    model = DSRSD.for_dataset(ds2, d=8, hidden=16)
+    b = ds2[:4]
+    with pytest.raises(ValueError, match=r"batch.x\['m1'\] has per-sample shape \(5,\)"):
+        model(Batch({"m1": torch.randn(4, 5), "m2": b.x["m2"]}, b.present, b.y))
+    with pytest.raises(KeyError, match="the batch lacks \\['m2'\\]"):
+        model(b.select(["m1"]))
+    with pytest.raises(ValueError, match="lambda_dec must be a number >= 0"):
+        DSRSD.for_dataset(ds2, lambda_dec=-0.1)
+    with pytest.raises(ValueError, match="lambda_orth must be a number >= 0"):
+        DSRSDConfig(lambda_orth=-1)
+    with pytest.raises(ValueError, match="at least 2 modalities"):
+        DSRSD({"m1": (4,)}, 3)
+    with pytest.raises(ValueError, match="private_mode must be one of"):
+        DSRSD.for_dataset(ds2, private_mode="pca")
+    with pytest.raises(ValueError, match="tau must be > 0"):
+        DSRSD.for_dataset(ds2, tau=0.0)
+    with pytest.raises(TypeError, match="unknown config fields \\['lambda_cca'\\]"):
+        DSRSD.for_dataset(ds2, lambda_cca=1.0)
+
+
+# ---------------------------------------------------------------- baselines
+@pytest.mark.parametrize("cls", [GatedFusion, CoAttention])
+def test_baselines_with_missing_modalities(cls, ds3):
+    torch.manual_seed(0)
+    model = cls.for_dataset(ds3, d=16, hidden=32)
+    b = drop_modalities(ds3, 0.6, seed=1, keep_one=False)[:48]
+    assert (~b.present.any(1)).any() and (b.present.sum(1) == 1).any()   # fully missing + lone ones
+    out = model(b)
+    assert out.logits.shape == (48, ds3.n_classes) and torch.isfinite(out.logits).all()
+    model.loss_terms(b, out)["task"].backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    # garbage in a missing modality does not change anything
+    x = {m: t.clone() for m, t in b.x.items()}
+    for i, m in enumerate(ds3.modalities):
+        x[m][~b.present[:, i]] = float("nan")
+    out2 = model(Batch(x, b.present, b.y))
+    assert torch.equal(out.logits, out2.logits)
+
+
+def test_gated_fusion_gate_masked_and_coattention_never_attends_to_missing(ds3):
+    b = drop_modalities(ds3, 0.5, seed=2)[:40]
+    out = GatedFusion.for_dataset(ds3, d=16, hidden=32)(b)
+    assert (out.gate[~b.present] == 0).all()
+    assert torch.allclose(out.gate.sum(1), torch.ones(40), atol=1e-6)
+    co = CoAttention.for_dataset(ds3, d=16, hidden=32)(b)
+    attn = co.extras["attention"]                                    # [B, M(query), M(key)]
+    assert (attn[~b.present[:, None, :].expand_as(attn)] == 0).all()
+    assert (torch.diagonal(attn, dim1=1, dim2=2) == 0).all()        # cross-modal only
+    with pytest.raises(ValueError, match="heads must be >= 1 and divide d=16"):
+        CoAttention.for_dataset(ds3, d=16, heads=3)
+
+
+def test_baselines_learn_on_synthetic():
+    ds = make_synthetic(n=200, dims=8, seed=4, snr=8.0)
+    b = ds[:96]
+    for cls in (GatedFusion, CoAttention):
+        torch.manual_seed(0)
+        model = cls.for_dataset(ds, d=16, hidden=32)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+        first = None
+        for _ in range(25):
+            loss = model.loss_terms(b, model(b))["task"]
+            first = loss.item() if first is None else first
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        assert loss.item() < 0.5 * first, cls.__name__
