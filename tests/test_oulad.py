@@ -260,3 +260,80 @@ def test_label_counts(tiny):
     lc = oulad.label_counts(ds).set_index("final_result")
     assert lc.loc["Withdrawn", "n"] == 1 and lc.loc["Withdrawn", "label"] == "Fail/Withdrawn"
     assert lc.loc["Distinction", "label"] == "Pass/Distinction"
+
+
+# ------------------------------------------------------------------ the case-study protocol
+def test_split_by_student_is_disjoint_and_stratified(sample_dir, tmp_path):
+    from nbkit.experiments.oulad import split_by_student
+
+    # a student who took two presentations must land on one side only
+    folder = write_sample(tmp_path / "s", n_students=300, seed=2)
+    info = pd.read_csv(folder / "studentInfo.csv")
+    reg = pd.read_csv(folder / "studentRegistration.csv")
+    other = info.code_presentation.map({"2013J": "2014B", "2014B": "2013J"})
+    dup = info.head(40).assign(code_presentation=other.head(40))
+    pd.concat([info, dup]).to_csv(folder / "studentInfo.csv", index=False)
+    pd.concat([reg, reg.head(40).assign(code_presentation=other.head(40))]).to_csv(
+        folder / "studentRegistration.csv", index=False)
+    ds = load_oulad(folder)
+    assert ds.info["rows"].id_student.duplicated().sum() > 0
+    parts = split_by_student(ds, (0.6, 0.2, 0.2), seed=0)
+    assert sum(len(p) for p in parts) == len(ds)
+    ids = [set(p.info["rows"].id_student) for p in parts]
+    assert not (ids[0] & ids[1]) and not (ids[0] & ids[2]) and not (ids[1] & ids[2])
+    assert set().union(*ids) == set(ds.info["rows"].id_student)
+    for p in parts:
+        assert len(p.info["rows"]) == len(p)
+        assert abs(p.y.float().mean() - ds.y.float().mean()) < 0.1          # stratified
+        # a part's rows are the loader's rows: labels agree with final_result
+        assert (p.y.numpy() == p.info["rows"].final_result.isin(["Pass", "Distinction"]).to_numpy()).all()
+    again = split_by_student(ds, (0.6, 0.2, 0.2), seed=0)
+    assert all(torch.equal(a.y, b.y) and torch.equal(a.x["clicks"], b.x["clicks"]) for a, b in zip(parts, again))
+    with pytest.raises(ValueError, match="fractions"):
+        split_by_student(ds, (0.5, 0.6))
+    with pytest.raises(ValueError, match="load_oulad"):
+        split_by_student(ds.subset(torch.arange(10)))
+
+
+def test_standardize_and_click_profile(sample_dir):
+    from nbkit.experiments.oulad import click_profile, standardize, split_by_student
+
+    ds = load_oulad(sample_dir)
+    tr, te = split_by_student(ds, (0.5, 0.5))
+    str_, ste = standardize(tr, te)
+    flat = str_.x["clicks"].reshape(-1, str_.x["clicks"].shape[-1])
+    assert torch.allclose(flat.mean(0), torch.zeros(flat.shape[1]), atol=1e-4)
+    assert torch.allclose(str_.x["assessments"].std(0)[tr.x["assessments"].std(0) > 0], torch.tensor(1.0), atol=1e-3)
+    assert torch.equal(ste.y, te.y) and not torch.allclose(ste.x["clicks"], te.x["clicks"])
+    prof = click_profile(ds)
+    assert set(prof.label) == set(ds.class_names) and prof.week.min() == -1 and prof.week.max() == 7
+    # in the sample, passing students click more (engagement drives both)
+    m = prof.groupby("label")["mean clicks per student"].sum()
+    assert m["Pass/Distinction"] > m["Fail/Withdrawn"]
+    from nbkit import viz
+    viz.curve_figure(prof, x="week", y="mean clicks per student", color="label")
+    with pytest.raises(ValueError, match="clicks"):
+        click_profile(ds.select(["assessments", "demographics"]))
+
+
+def test_compare_methods_and_gain(sample_dir):
+    from nbkit.experiments.oulad import compare_methods, gain_over_best_baseline, gate_summary
+
+    ds = load_oulad(sample_dir, max_students=240)
+    r = compare_methods(ds, seeds=[0], epochs=2, methods=["DSRSD-Net", "EarlyFusion", "Unimodal: clicks"],
+                        progress=False)
+    m = r.metrics
+    assert list(m.method) == ["DSRSD-Net", "EarlyFusion", "Unimodal: clicks"]
+    assert m.auc.between(0, 1).all() and (m.data == "SAMPLE (NOT REAL DATA)").all()
+    assert (m.n_train + m.n_test < len(ds)).all()
+    gs = gate_summary(r.gates)
+    assert set(gs.modality) == set(ds.modalities)
+    assert np.allclose(r.gates.groupby(["seed", "label"]).gate.sum(), 1.0, atol=1e-4)   # gate rows sum to 1
+    g = gain_over_best_baseline(m)
+    assert g["best_baseline"] in ("EarlyFusion", "Unimodal: clicks")
+    best = m[m.method == g["best_baseline"]].auc.iloc[0]
+    assert g["gap"][0] == pytest.approx(m[m.method == "DSRSD-Net"].auc.iloc[0] - best)
+    with pytest.raises(ValueError, match="unknown methods"):
+        compare_methods(ds, seeds=[0], methods=["SVM"])
+    with pytest.raises(ValueError, match="baseline"):
+        gain_over_best_baseline(m[m.method == "DSRSD-Net"])

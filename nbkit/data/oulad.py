@@ -138,7 +138,8 @@ def _click_tensor(data_dir, rows: pd.DataFrame, cutoff_week: int, chunksize: int
     dtype = {"code_module": "category", "code_presentation": "category"}
     reader = read_table(data_dir, "studentVle.csv", dtype=dtype, chunksize=chunksize)
     from tqdm.auto import tqdm
-    for chunk in tqdm(reader, desc="studentVle.csv", leave=False, unit="chunk"):
+    big = (Path(data_dir) / "studentVle.csv").stat().st_size > 50e6     # the real file is ~450 MB
+    for chunk in tqdm(reader, desc="studentVle.csv", leave=False, unit="chunk", disable=not big):
         _numeric(chunk, "studentVle.csv", ["id_student", "id_site", "date", "sum_click"])
         chunk = chunk[chunk.date < cutoff_day].dropna(subset=["date", "sum_click", "id_site", "id_student"])
         if chunk.empty:
