@@ -77,12 +77,20 @@ class one_thread:
 
     def __enter__(self):
         self.prev = torch.get_num_threads()
+        self._blas = None
         if self.active:
             torch.set_num_threads(1)
+            try:  # numpy/sklearn BLAS too (threadpoolctl comes with scikit-learn)
+                from threadpoolctl import threadpool_limits
+                self._blas = threadpool_limits(1)
+            except ImportError:  # pragma: no cover
+                pass
         return self
 
     def __exit__(self, *exc):
         torch.set_num_threads(self.prev)
+        if self._blas is not None:
+            self._blas.restore_original_limits()
         return False
 
 
@@ -127,6 +135,11 @@ def stream_diagnostics(model, ds: MultimodalDataset, seed: int = 0, probes: bool
     private stream to its private factors (``r2_private``), and ``disentanglement`` =
     r2_shared - r2_shared_to_private (high: the shared stream holds shared, not private, content).
     """
+    with one_thread():
+        return _stream_diagnostics(model, ds, seed, probes)
+
+
+def _stream_diagnostics(model, ds, seed, probes):
     from ..losses import decorrelation, orthogonality
 
     res = collect(model, ds)
@@ -161,10 +174,12 @@ def stream_diagnostics(model, ds: MultimodalDataset, seed: int = 0, probes: bool
 
 def lambda_grid(train, val, test, dec_values: Sequence[float] = LAMBDA_VALUES,
                 orth_values: Sequence[float] = LAMBDA_VALUES, seeds: Sequence[int] = (0,), epochs: int = 6,
-                batch_size: int = 64, init_state: dict | None = None, progress: bool = True, **config) -> pd.DataFrame:
+                batch_size: int = 64, init_state: dict | None = None, progress: bool = True,
+                return_corr: bool = False, **config):
     """Train one small DSRSD per (lambda_dec, lambda_orth, seed) and score it on ``test``.
 
-    Returns one row per (lambda_dec, lambda_orth, seed) with the `stream_diagnostics` columns.
+    Returns one row per (lambda_dec, lambda_orth, seed) with the `stream_diagnostics` columns;
+    with ``return_corr`` also ``{(lambda_dec, lambda_orth, seed): shared correlation [d, d]}``.
     """
     from tqdm.auto import tqdm
 
@@ -176,12 +191,17 @@ def lambda_grid(train, val, test, dec_values: Sequence[float] = LAMBDA_VALUES,
         raise ValueError("seeds must hold at least one seed")
     rows = []
     jobs = [(s, a, b) for s in seeds for a in dec_values for b in orth_values]
+    corr = {}
     for s, a, b in tqdm(jobs, desc="lambda grid", disable=not progress, leave=False):
-        model = train_dsrsd(train, val, lambda_dec=a, lambda_orth=b, seed=s, epochs=epochs,
-                            batch_size=batch_size, init_state=init_state, **config)
-        rows.append({"lambda_dec": float(a), "lambda_orth": float(b), "seed": s,
-                     **stream_diagnostics(model, test, seed=s)})
-    return pd.DataFrame(rows)
+        with one_thread():
+            model = train_dsrsd(train, val, lambda_dec=a, lambda_orth=b, seed=s, epochs=epochs,
+                                batch_size=batch_size, init_state=init_state, **config)
+            rows.append({"lambda_dec": float(a), "lambda_orth": float(b), "seed": s,
+                         **stream_diagnostics(model, test, seed=s)})
+            if return_corr:
+                corr[(float(a), float(b), s)] = shared_correlation(model, test)
+    df = pd.DataFrame(rows)
+    return (df, corr) if return_corr else df
 
 
 # ------------------------------------------------------------------------ gate vs noise
@@ -198,7 +218,8 @@ def gate_vs_noise(model, ds: MultimodalDataset, max_level: float = 3.0, seed: in
     mods = ds.modalities
     for j, m in enumerate(mods):
         level = torch.rand(len(ds), generator=g) * float(max_level)
-        res = collect(model, add_noise(ds, level, seed=seed + j, modalities=[m]))
+        with one_thread():
+            res = collect(model, add_noise(ds, level, seed=seed + j, modalities=[m]))
         if res.get("gate") is None:
             raise ValueError(f"{type(model).__name__} returns no gate (Output.gate is None)")
         gate = res["gate"]
@@ -271,14 +292,15 @@ def missing_modality_study(train, val, test, seeds: Sequence[int] = (0, 1, 2), e
     jobs += [(s, b, base_cls[b], {}) for s in seeds for b in baselines]
     curves, metrics, models = [], [], {}
     for s, name, cls, kw in tqdm(jobs, desc="train + robustness", disable=not progress, leave=False):
-        model, trainer = train_model(cls, train, val, seed=s, epochs=epochs, batch_size=batch_size, model_kwargs=kw)
-        c = robustness_curve(model, test, levels=levels, metric=metric, seed=1000 + s)
-        curves.append(c.assign(method=name, seed=s))
-        row = {"method": name, "seed": s}
-        if cls is DSRSD:
-            row.update(stream_diagnostics(model, test, seed=s, probes=False))
-        else:
-            row.update(classification_metrics(collect(model, test)["logits"], test.y))
+        with one_thread():
+            model, trainer = train_model(cls, train, val, seed=s, epochs=epochs, batch_size=batch_size, model_kwargs=kw)
+            c = robustness_curve(model, test, levels=levels, metric=metric, seed=1000 + s)
+            curves.append(c.assign(method=name, seed=s))
+            row = {"method": name, "seed": s}
+            if cls is DSRSD:
+                row.update(stream_diagnostics(model, test, seed=s, probes=False))
+            else:
+                row.update(classification_metrics(collect(model, test)["logits"], test.y))
         metrics.append(row)
         models[(name, s)] = model
     return StudyResult(pd.concat(curves, ignore_index=True), pd.DataFrame(metrics), models)
