@@ -140,6 +140,8 @@ def compare_methods(ds: MultimodalDataset, seeds: Sequence[int] = (0, 1, 2), epo
 
     from ..evaluate import classification_metrics, collect
 
+    if isinstance(seeds, str) or not all(isinstance(s, (int, np.integer)) for s in seeds):
+        raise TypeError(f"seeds must be a list of integers, got {seeds!r}")
     seeds = [int(s) for s in seeds]
     if not seeds:
         raise ValueError("seeds must hold at least one seed")
