@@ -1,0 +1,256 @@
+"""Modality balance protocols (notebook 05): RedReg beside OGM-GE, AGM, PMR, MMPareto, InfoReg.
+
+Every method trains the same architecture (the RedReg one: `EarlyFusion(aux_heads=True)`,
+a fused linear head on [h_a; h_v] plus one auxiliary head per modality, loss
+CE(fused) + CE(head_a) + CE(head_v)) with the same SGD settings on the same data; only the
+`Regulator` plugged into the Trainer changes. Sizes, epochs and learning rate are our
+choices (CPU-sized); the paper's setting is SGD lr 2e-3, momentum 0.9, wd 1e-4, 100 epochs
+on CREMA-D / Kinetics-Sounds, which we do not have.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..data.batch import MultimodalDataset
+from ..regulate import (AGM, MMPareto, OGMGE, PMR, GradMonitor, GradScale, InfoReg, RedReg,
+                        Regulator)
+from . import fit, over_seeds
+
+__all__ = ["MODEL_KW", "TRAIN_KW", "METHODS", "ABLATIONS", "make_setting", "one_thread",
+           "run_method", "compare", "unimodal_baselines", "imbalance_frames", "monitor_frame",
+           "fire_fractions", "optimizer_scaling_demo", "accuracy_table", "weak_modality"]
+
+# ours: small CPU-sized encoders and the SGD settings used for every comparison
+MODEL_KW = dict(aux_heads=True, d=32, hidden=64)
+TRAIN_KW = dict(epochs=10, optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=1e-4, batch_size=64)
+
+# method name -> regulator factory (paper/public-code defaults unless noted in nbkit.regulate)
+METHODS: dict[str, Callable[[int], Regulator]] = {
+    "joint": lambda seed: GradMonitor(seed=seed),
+    "OGM-GE": lambda seed: OGMGE(alpha=0.5, seed=seed),
+    "AGM": lambda seed: AGM(alpha=0.1, seed=seed),
+    "PMR": lambda seed: PMR(alpha=0.6, seed=seed),
+    "MMPareto": lambda seed: MMPareto(gamma=1.5, seed=seed),
+    "InfoReg": lambda seed: InfoReg(seed=seed),
+    "RedReg": lambda seed: RedReg(seed=seed),
+}
+
+# RedReg ablations (specs/redreg.md): each flips one switch of the public-code default
+ABLATIONS: dict[str, Callable[[int], Regulator]] = {
+    "RedReg": lambda seed: RedReg(seed=seed),
+    "w/o gate": lambda seed: RedReg(gate=False, seed=seed),
+    "w/o monitor": lambda seed: RedReg(monitor=False, seed=seed),
+    "w/o projection": lambda seed: RedReg(projection="none", seed=seed),
+    "w/o dropout": lambda seed: RedReg(dropout=False, seed=seed),
+    "paper projection": lambda seed: RedReg(projection="paper", seed=seed),
+}
+
+
+@contextlib.contextmanager
+def one_thread():
+    """Small models train faster on one thread (and a shared 2-core machine stays usable)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
+def make_setting(source: str = "avdigits", image_noise: float = 0.5, n: int = 1500,
+                 snr: Sequence[float] = (4.0, 0.25), seed: int = 0, path=None
+                 ) -> tuple[MultimodalDataset, MultimodalDataset, MultimodalDataset]:
+    """(train, val, test) of a setting where one modality dominates.
+
+    source="avdigits": `load_avdigits(image_noise=...)`, a stratified subset of ``n`` pairs
+    (image [784], audio [32, 32] log-mel); the image noise sets how strongly the image leads.
+    source="synthetic": `make_synthetic` with modalities "audio" and "image" at ``snr``
+    (the first clearly stronger). Split 60/20/20 by ``seed``.
+    """
+    if source == "avdigits":
+        from ..data import load_avdigits
+
+        ds = load_avdigits(path, image_noise=float(image_noise), n=int(n), seed=int(seed))
+    elif source == "synthetic":
+        from ..data import make_synthetic
+
+        snr = [float(s) for s in snr]
+        if len(snr) != 2:
+            raise ValueError(f"snr must be (strong, weak), got {snr}")
+        ds = make_synthetic(n=int(n), dims=[32, 32], snr=snr, names=["audio", "image"], seed=int(seed))
+    else:
+        raise ValueError(f"source must be 'avdigits' or 'synthetic', got {source!r}")
+    return ds.split((0.6, 0.2, 0.2), seed=int(seed))
+
+
+def _factory(method, registry: dict) -> Callable[[int], Regulator | None]:
+    if callable(method) and not isinstance(method, str):
+        return method
+    if method not in registry:
+        raise KeyError(f"unknown method {method!r}; choose one of {list(registry)}")
+    return registry[method]
+
+
+def run_method(method, data, seed: int = 0, registry: dict | None = None, probe: bool = True,
+               model_kw: dict | None = None, **train_kw):
+    """Train one method on ``data`` = (train, val, test); return (row, trainer).
+
+    row: method, seed, acc (fused, test), acc/<m> (each auxiliary head, test),
+    probe/<m> (linear-probe accuracy of each encoder's test features), ms_step, epochs.
+    """
+    from ..evaluate import collect, linear_probe
+    from ..models import EarlyFusion
+
+    registry = METHODS if registry is None else registry
+    train, val, test = data
+    reg = _factory(method, {**METHODS, **ABLATIONS, **registry})(int(seed))
+    kw = {**TRAIN_KW, "progress": False, **train_kw}
+    with one_thread():
+        model, trainer = fit(EarlyFusion, train, val, seed=int(seed), regulator=reg,
+                             model_kwargs={**MODEL_KW, **(model_kw or {})}, **kw)
+        ev = trainer.evaluate(test)
+        row = {"method": method if isinstance(method, str) else getattr(reg, "name", "custom"),
+               "acc": ev["acc"], **{k: v for k, v in ev.items() if k.startswith("acc/")},
+               "ms_step": 1000 * trainer.train_time_s / max(trainer.step, 1), "epochs": kw["epochs"]}
+        if probe:
+            feats = collect(model, test)["features"]
+            for m, z in feats.items():
+                row[f"probe/{m}"] = linear_probe(z, test.y.numpy(), kind="classification", seed=int(seed))
+    return row, trainer
+
+
+def compare(methods: Iterable, data, seeds: Sequence[int], registry: dict | None = None,
+            progress: bool = True, **train_kw) -> tuple[pd.DataFrame, dict]:
+    """Every method over every seed: (one row per method x seed, {(method, seed): History})."""
+    methods = list(methods)
+    hists: dict = {}
+
+    def one(seed):
+        rows = []
+        for mth in methods:
+            row, tr = run_method(mth, data, seed, registry=registry, **train_kw)
+            hists[(row["method"], int(seed))] = tr.history
+            rows.append(row)
+        return rows
+
+    return over_seeds(one, seeds, desc="seeds", progress=progress), hists
+
+
+def unimodal_baselines(data, seeds: Sequence[int], **train_kw) -> pd.DataFrame:
+    """Each modality trained alone (same encoder, same SGD): the ceiling a balanced joint
+    model's unimodal head could reach. One row per modality x seed."""
+    from ..models import Unimodal
+
+    train, val, test = data
+    kw = {**TRAIN_KW, "progress": False, **train_kw}
+
+    def one(seed):
+        rows = []
+        with one_thread():
+            for m in train.modalities:
+                _, tr = fit(Unimodal, train, val, seed=int(seed),
+                            model_kwargs=dict(modality=m, d=MODEL_KW["d"], hidden=MODEL_KW["hidden"]), **kw)
+                rows.append({"modality": m, "acc_alone": tr.evaluate(test)["acc"]})
+        return rows
+
+    return over_seeds(one, seeds, desc="unimodal", progress=False)
+
+
+def weak_modality(history) -> str:
+    """The modality with the lower mean training confidence (true-class probability of its
+    head) under joint training: the one the balance methods try to help."""
+    f = history.frame
+    conf = f[f.metric.str.startswith("reg/conf/")].groupby("metric").value.mean()
+    if conf.empty:
+        raise KeyError("no reg/conf/<m> logged; train with GradMonitor (method 'joint') or RedReg")
+    return str(conf.idxmin()).split("/", 2)[2]
+
+
+def imbalance_frames(history) -> dict[str, pd.DataFrame]:
+    """From one joint run: per-epoch validation accuracy (fused, each head) and per-epoch
+    mean gradient norm of each encoder, tidy (epoch, metric, value)."""
+    f = history.frame
+    acc = f[(f.split == "val") & f.metric.str.match(r"^acc(/|$)")][["epoch", "metric", "value"]]
+    g = f[(f.split == "train") & f.metric.str.startswith("reg/gnorm/")]
+    g = g.groupby(["epoch", "metric"], as_index=False).value.mean()
+    g["metric"] = g.metric.str.replace("reg/gnorm/", "grad norm ", regex=False)
+    return {"accuracy": acc.reset_index(drop=True), "grad_norm": g}
+
+
+def monitor_frame(history) -> pd.DataFrame:
+    """RedReg's per-step signals, wide: one row per step, one column per reg/<name>."""
+    f = history.frame
+    f = f[(f.split == "train") & f.metric.str.startswith("reg/")]
+    w = f.pivot_table(index="step", columns="metric", values="value", aggfunc="last")
+    w.columns = [c[len("reg/"):] for c in w.columns]
+    return w.reset_index()
+
+
+def fire_fractions(histories: dict, method: str = "RedReg") -> pd.DataFrame:
+    """Fraction of training steps on which RedReg's trigger, gate, and the pull-back
+    (beta * gate > 0) were on, per seed (plus how often each modality was dominant)."""
+    rows = []
+    for (mth, seed), h in histories.items():
+        if mth != method:
+            continue
+        w = monitor_frame(h)
+        rows.append({"method": mth, "seed": seed, "steps": len(w), "trigger": w["trigger"].mean(),
+                     "gate": w["gate"].mean(), "fired (beta*gate>0)": w["fired"].mean(),
+                     "dominant = first modality": (w["dominant"] == 0).mean(),
+                     "mean red~ (dominant)": np.nanmean(np.where(w["dominant"] == 0, w.filter(like="red_norm/").iloc[:, 0],
+                                                                  w.filter(like="red_norm/").iloc[:, -1]))})
+    if not rows:
+        raise KeyError(f"no histories of {method!r} among {sorted({k[0] for k in histories})}")
+    return pd.DataFrame(rows)
+
+
+def accuracy_table(results: pd.DataFrame, by: str = "method", digits: int = 3) -> pd.DataFrame:
+    """mean ± std over seeds of every accuracy column, per method (strings for display)."""
+    from ..viz import summary_table
+
+    cols = [c for c in results.columns if c == "acc" or c.startswith("acc/") or c.startswith("probe/")]
+    return summary_table(results, by, cols + (["ms_step"] if "ms_step" in results else []), digits=digits)
+
+
+def optimizer_scaling_demo(data, modality: str, scales: Sequence[float] = (1.0, 0.5, 0.1),
+                           optimizers: Sequence[str] = ("sgd", "adam"), steps: int = 20, seed: int = 0,
+                           lr: dict | None = None) -> pd.DataFrame:
+    """Why balance demos use SGD (OGM-GE issue #26): multiply one encoder's gradient by a
+    constant k on every step (what OGM-GE does with its coefficient) and measure how far
+    that encoder moves in ``steps`` steps, relative to k = 1. Under SGD the distance
+    shrinks with k; under Adam, which divides by the running gradient scale, it barely moves.
+    """
+    from ..models import EarlyFusion
+    from ..train import Trainer
+
+    train = data[0]
+    lr = {"sgd": TRAIN_KW["lr"], "adam": 1e-3, "adamw": 1e-3, **(lr or {})}
+    bs = TRAIN_KW["batch_size"]
+    sub = train.subset(torch.arange(min(len(train), steps * bs)))
+    rows = []
+    with one_thread():
+        for opt in optimizers:
+            base = None
+            for k in scales:
+                torch.manual_seed(int(seed))
+                model = EarlyFusion.for_dataset(sub, **MODEL_KW)
+                theta0 = torch.cat([p.detach().flatten().clone() for p in model.encoders[modality].parameters()])
+                tr = Trainer(model, regulator=GradScale({modality: float(k)}), seed=int(seed), epochs=1,
+                             optimizer=opt, lr=lr[opt], batch_size=bs, progress=False, momentum=0.9,
+                             weight_decay=0.0)
+                tr.fit(sub)
+                theta = torch.cat([p.detach().flatten() for p in model.encoders[modality].parameters()])
+                dist = float((theta - theta0).norm())
+                base = dist if k == 1.0 or base is None else base
+                rows.append({"optimizer": opt, "scale k": k, "distance": dist})
+    df = pd.DataFrame(rows)
+    df["relative to k=1"] = df.groupby("optimizer")["distance"].transform(
+        lambda s: s / float(s[df.loc[s.index, "scale k"] == 1.0].iloc[0]) if (df.loc[s.index, "scale k"] == 1.0).any() else math.nan)
+    return df
