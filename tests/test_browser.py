@@ -38,7 +38,8 @@ CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-b
 # the lesson, not the panel)
 PANEL_CALL = "lambda_panel("
 # parameters overridden in the served copy: tiny panel, fast first draw (names from notebook 02)
-TINY = {"profile": "quick", "seeds": [0], "panel_n_train": 192, "panel_n_eval": 160, "panel_epochs": 2}
+TINY = {"profile": "quick", "seeds": [0], "n": 600, "epochs": 1, "panel_n_train": 192, "panel_n_eval": 160,
+        "panel_epochs": 2}
 
 pytestmark = pytest.mark.browser
 
@@ -163,6 +164,8 @@ RUN_ALL = """async () => {
   await app.commands.execute('notebook:run-all-cells');
   return nb.context.sessionContext.session.kernel.name;
 }"""
+HEATMAP_Z = """() => { const gd = document.querySelector('.nbkit-panel-figure .js-plotly-plot');
+  return gd && gd.data && gd.data.length ? JSON.stringify(gd.data[0].z) : null; }"""
 KERNEL_ERRORS = """() => Array.from(document.querySelectorAll('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"], .jp-RenderedText[data-mime-type="application/vnd.jupyter.error"]'))
   .map(e => e.innerText).filter(t => /Error|Traceback/.test(t)).join('\\n---\\n')"""
 
@@ -203,6 +206,7 @@ def drive_panel(notebook: Path, workdir: Path, overrides: dict = TINY, timeout_s
             seen["title_before"] = title.first.text_content()
             seen["metrics_before"] = metrics.first.inner_text()
             seen["png_before"] = fig.first.screenshot()
+            seen["z_before"] = page.evaluate(HEATMAP_Z)
             slider = page.locator(".nbkit-lambda-dec")
             seen["readout_before"] = slider.locator(".widget-readout").first.inner_text()
             handle = slider.locator(".noUi-handle").first
@@ -218,6 +222,7 @@ def drive_panel(notebook: Path, workdir: Path, overrides: dict = TINY, timeout_s
             fig.first.wait_for(state="visible")
             page.wait_for_timeout(300)                     # let plotly finish painting
             seen["png_after"] = fig.first.screenshot()
+            seen["z_after"] = page.evaluate(HEATMAP_Z)
             seen["total_s"] = time.monotonic() - t0
         finally:
             browser.close()
@@ -238,5 +243,7 @@ def test_lambda_slider_changes_figure(tmp_path):
     assert f"lambda_dec={ld}" in seen["title_after"].replace(" ", ""), seen["title_after"]
     assert seen["title_before"] != seen["title_after"]
     assert "update 1" in seen["metrics_before"] and "update 2" in seen["metrics_after"]
-    assert seen["png_before"] != seen["png_after"], "the heatmap's pixels did not change"
+    assert seen["png_before"] != seen["png_after"], "the figure's pixels did not change"
+    assert seen["z_before"] and seen["z_after"], "no heatmap data found in the plotly figure"
+    assert seen["z_before"] != seen["z_after"], "the heatmap's values did not change"
     assert seen["total_s"] < 120, f"took {seen['total_s']:.0f} s"
