@@ -212,3 +212,119 @@ def gate_noise_figure(summary: pd.DataFrame, title: str = "Gate weight vs per-sa
     fig.update_yaxes(title_text="mean gate weight", range=[0, 1], row=1, col=1)
     fig.update_layout(template=TEMPLATE, title=title, height=380)
     return fig
+
+
+# ------------------------------------------------ data tour figures (notebook 00)
+__all__ += ["image_grid_figure", "spectrogram_grid_figure", "mask_figure"]
+
+
+def image_grid_figure(images, titles: Sequence | None = None, ncols: int = 10, image_shape: Sequence[int] | None = None,
+                      title: str = "", colorscale="gray_r", gap: int = 2, tile_px: int = 70, zmin=None, zmax=None):
+    """Tiles of small images ([N, H, W], or [N, H*W] with ``image_shape``) in one heatmap,
+    each with its title above it; NaN gaps between tiles. Values outside ``zmin``/``zmax``
+    (default: the data's 1st/99th percentiles) are clipped for display only."""
+    go = _go()
+    a = np.asarray(images, dtype=float)
+    if image_shape is not None:
+        if a.ndim != 2 or int(np.prod(image_shape)) != a.shape[1]:
+            raise ValueError(f"images of shape {a.shape} cannot be reshaped to image_shape={tuple(image_shape)}")
+        a = a.reshape(len(a), *image_shape)
+    if a.ndim != 3 or len(a) == 0:
+        raise ValueError(f"images must be a non-empty [N, H, W] array (or [N, H*W] with image_shape), got {a.shape}")
+    if titles is not None and len(titles) != len(a):
+        raise ValueError(f"titles has {len(titles)} entries for {len(a)} images")
+    n, h, w = a.shape
+    ncols = max(1, min(int(ncols), n))
+    nrows = -(-n // ncols)
+    canvas = np.full((nrows * (h + gap) - gap, ncols * (w + gap) - gap), np.nan)
+    for k in range(n):
+        r, c = divmod(k, ncols)
+        canvas[r * (h + gap): r * (h + gap) + h, c * (w + gap): c * (w + gap) + w] = a[k]
+    lo = np.nanpercentile(a, 1) if zmin is None else zmin
+    hi = np.nanpercentile(a, 99) if zmax is None else zmax
+    fig = go.Figure(go.Heatmap(z=canvas, colorscale=colorscale, zmin=lo, zmax=hi, showscale=False,
+                               hoverongaps=False))
+    for k in range(n if titles is not None else 0):
+        r, c = divmod(k, ncols)
+        fig.add_annotation(x=c * (w + gap) + (w - 1) / 2, y=r * (h + gap) - 0.5, text=str(titles[k]),
+                           showarrow=False, yanchor="bottom", font=dict(size=10))
+    fig.update_xaxes(visible=False, constrain="domain")
+    fig.update_yaxes(visible=False, autorange="reversed", scaleanchor="x")
+    fig.update_layout(template=TEMPLATE, title=title, width=max(300, ncols * tile_px + 60),
+                      height=nrows * int(tile_px * h / w + 18) + 90, margin=dict(l=10, r=10, t=60, b=10))
+    return fig
+
+
+def spectrogram_grid_figure(frames, titles: Sequence | None = None, ncols: int = 10, title: str = "",
+                            colorscale: str = "Viridis", tile_px: int = 70):
+    """Tiles of log-mel spectrograms given as [N, time, mel] (the avdigits audio layout):
+    time runs left to right and low frequencies sit at the bottom of each tile."""
+    f = np.asarray(frames, dtype=float)
+    if f.ndim != 3:
+        raise ValueError(f"frames must be [N, time, mel], got shape {f.shape}")
+    return image_grid_figure(f.transpose(0, 2, 1)[:, ::-1, :], titles=titles, ncols=ncols, title=title,
+                             colorscale=colorscale, tile_px=tile_px)
+
+
+def mask_figure(masks: dict, modalities: Sequence[str], n_show: int = 40, title: str = "Which modalities each sample has"):
+    """Present masks side by side (columns: setting x modality, rows: the first ``n_show``
+    samples); green = present, red = missing. ``masks``: {setting label: bool [N, M]}."""
+    if not masks:
+        raise ValueError("mask_figure needs at least one {label: present mask [N, M]}")
+    mods = [str(m) for m in modalities]
+    cols, labels = [], []
+    for k, (name, m) in enumerate(masks.items()):
+        m = np.asarray(m)
+        if m.ndim != 2 or m.shape[1] != len(mods):
+            raise ValueError(f"mask {name!r} must be [N, {len(mods)}] (one column per modality), got {m.shape}")
+        if k:
+            cols.append(np.full((min(n_show, len(m)), 1), np.nan))
+            labels.append(" " * k)
+        cols.append(m[:n_show].astype(float))
+        labels += [f"{name} · {mo}" for mo in mods]
+    rows = min(len(c) for c in cols)
+    z = np.concatenate([c[:rows] for c in cols], 1)
+    fig = heatmap_figure(z, x=labels, y=[str(i) for i in range(rows)], title=title, zmid=None, zmin=0, zmax=1,
+                         colorscale=[[0, "#d62728"], [0.5, "#d62728"], [0.5, "#2ca02c"], [1, "#2ca02c"]])
+    fig.update_traces(showscale=False, xgap=1, ygap=1, hoverongaps=False)
+    fig.update_layout(yaxis_title="sample", height=min(900, 120 + 12 * rows))
+    return fig
+
+
+# ------------------------------------------------------------------ modality balance (05)
+def signals_figure(frame: pd.DataFrame, panels: dict[str, Sequence[str]], x: str = "step", smooth: int = 1,
+                   title: str = "", hlines: dict[str, float] | None = None):
+    """Stacked panels of per-step signals from a wide frame (one column per signal), e.g.
+    RedReg's monitor: ``panels = {"r_m vs R": ["r/audio", "r/image"], ...}``. ``smooth``
+    > 1 draws a centred rolling mean (fractions of steps for 0/1 signals); ``hlines`` puts a
+    dashed reference line into a panel (e.g. the trigger threshold R)."""
+    from plotly.subplots import make_subplots
+
+    if not panels:
+        raise ValueError("panels must name at least one panel {title: [columns]}")
+    missing = [c for cols in panels.values() for c in cols if c not in frame.columns]
+    if missing:
+        raise KeyError(f"columns {missing} are not in the frame; it has {sorted(map(str, frame.columns))}")
+    if x not in frame.columns:
+        raise KeyError(f"x={x!r} is not a column of the frame")
+    if int(smooth) < 1:
+        raise ValueError(f"smooth must be >= 1, got {smooth}")
+    import plotly.express as px
+
+    pal = px.colors.qualitative.Plotly
+    fig = make_subplots(rows=len(panels), cols=1, shared_xaxes=True, subplot_titles=list(panels),
+                        vertical_spacing=0.06)
+    k = 0
+    for i, (name, cols) in enumerate(panels.items(), start=1):
+        for c in cols:
+            y = frame[c].rolling(int(smooth), center=True, min_periods=1).mean() if smooth > 1 else frame[c]
+            fig.add_scatter(x=frame[x], y=y, mode="lines", name=c, row=i, col=1, line=dict(color=pal[k % len(pal)]))
+            k += 1
+        if hlines and name in hlines:
+            fig.add_hline(y=float(hlines[name]), line_dash="dash", line_color="gray", row=i, col=1)
+    fig.update_layout(template=TEMPLATE, title=title, height=200 + 170 * len(panels))
+    fig.update_xaxes(title_text=x, row=len(panels), col=1)
+    return fig
+
+
+__all__ += ["signals_figure"]
