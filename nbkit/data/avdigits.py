@@ -257,7 +257,8 @@ def load_avdigits(path: str | os.PathLike | None = None, image_noise: float = 0.
         img = img + float(image_noise) * torch.randn(img.shape, generator=g)
     au = z["audio"].astype(np.float32)
     if standardize_audio:
-        mu, sd = au.mean((0, 1)), au.std((0, 1)) + 1e-6
+        flat = au.reshape(-1, au.shape[-1]).astype(np.float64)
+        mu, sd = flat.mean(0).astype(np.float32), (flat.std(0) + 1e-6).astype(np.float32)
         au = (au - mu) / sd
     au = torch.from_numpy(au[idx])
     if audio == "flat":
