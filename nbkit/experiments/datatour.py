@@ -1,0 +1,106 @@
+"""Protocols of the data tour (notebook 00): which modality carries the label on its own,
+and what the raw features look like. Each returns a tidy frame or arrays for `nbkit.viz`."""
+from __future__ import annotations
+
+from typing import Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from ..data.batch import MultimodalDataset
+
+__all__ = ["unimodal_accuracy", "factor_dependence", "raw_projection", "missing_summary"]
+
+
+def unimodal_accuracy(datasets: Mapping[str, MultimodalDataset], seeds: Iterable[int] = (0, 1, 2),
+                      epochs: int = 5, batch_size: int = 128, lr: float = 1e-3, d: int = 64,
+                      progress: bool = True) -> pd.DataFrame:
+    """Train a `Unimodal` model (encoder + linear head) on each modality of each dataset.
+
+    For every dataset and seed: a stratified 70/15/15 split by the seed, then one model per
+    modality trained for ``epochs`` (best validation epoch kept). Returns one row per
+    (dataset, modality, seed) with test accuracy ``acc``, ``chance`` (the majority-class
+    rate of the test part) and training seconds.
+    """
+    from tqdm.auto import tqdm
+
+    from ..evaluate import accuracy, collect
+    from ..models.baselines import Unimodal
+    from . import fit
+
+    if not datasets:
+        raise ValueError("datasets must name at least one MultimodalDataset")
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ValueError("seeds must hold at least one seed")
+    if int(epochs) < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    jobs = [(name, ds, s, m) for name, ds in datasets.items() for s in seeds for m in ds.modalities]
+    rows = []
+    splits = {}
+    for name, ds, s, m in tqdm(jobs, desc="unimodal models", disable=not progress, leave=False):
+        if (name, s) not in splits:
+            splits[name, s] = ds.split((0.7, 0.15, 0.15), seed=s)
+        tr, va, te = splits[name, s]
+        model, trainer = fit(Unimodal, tr, va, seed=s, model_kwargs=dict(modality=m, d=d),
+                             epochs=int(epochs), batch_size=int(batch_size), lr=float(lr), progress=False)
+        res = collect(model, te)
+        chance = float(np.bincount(te.y.numpy()).max() / len(te))
+        rows.append(dict(dataset=name, modality=m, seed=s, acc=accuracy(res["logits"], res["y"]),
+                         chance=chance, train_s=trainer.train_time_s))
+    return pd.DataFrame(rows)
+
+
+def factor_dependence(ds: MultimodalDataset, seed: int = 0) -> pd.DataFrame:
+    """How well a linear probe reads the label from each ground-truth factor group of a
+    synthetic dataset (``factors["shared"]`` and ``factors["private/<m>"]``): by
+    construction the label depends on the shared factors only."""
+    from ..evaluate import probe_table
+
+    groups = {k: v for k, v in ds.factors.items() if k == "shared" or k.startswith("private/")}
+    if "shared" not in groups:
+        raise KeyError(f"{ds.name} has no ground-truth 'shared' factors (have {sorted(ds.factors)}); "
+                       f"use nbkit.data.make_synthetic")
+    t = probe_table(groups, {"label": ds.y}, seed=seed)
+    t["chance"] = float(np.bincount(ds.y.numpy()).max() / len(ds))
+    return t
+
+
+def raw_projection(ds: MultimodalDataset, method: str = "tsne", n: int = 800, seed: int = 0,
+                   pca_dims: int = 50) -> dict[str, np.ndarray]:
+    """2-D projection of each modality's raw features (flattened) for ``n`` random samples.
+
+    Features are standardized and reduced to ``pca_dims`` principal components first (cheap,
+    and the usual prelude to t-SNE/UMAP). Returns ``{modality: [n, 2], "index": rows used}``.
+    """
+    from sklearn.decomposition import PCA
+
+    from ..evaluate import project_2d
+
+    if int(n) < 5:
+        raise ValueError(f"n must be >= 5 points, got {n}")
+    rng = np.random.default_rng(int(seed))
+    idx = np.sort(rng.permutation(len(ds))[: int(n)])
+    out: dict[str, np.ndarray] = {"index": idx}
+    for m, t in ds.x.items():
+        z = t[idx].reshape(len(idx), -1).numpy().astype(np.float32)
+        z = (z - z.mean(0)) / (z.std(0) + 1e-6)
+        k = min(int(pca_dims), z.shape[1], len(z) - 1)
+        if k < z.shape[1]:
+            z = PCA(k, random_state=int(seed)).fit_transform(z)
+        out[m] = project_2d(z, method=method, seed=int(seed))
+    return out
+
+
+def missing_summary(masks: Mapping[str, np.ndarray], modalities) -> pd.DataFrame:
+    """Fraction of samples missing each modality, and with both/one present, per mask."""
+    rows = []
+    for name, m in masks.items():
+        m = np.asarray(m, dtype=bool)
+        row = {"setting": name}
+        for i, mo in enumerate(modalities):
+            row[f"missing {mo}"] = float(1 - m[:, i].mean())
+        row["all present"] = float(m.all(1).mean())
+        row["none present"] = float((~m).all(1).mean())
+        rows.append(row)
+    return pd.DataFrame(rows)
