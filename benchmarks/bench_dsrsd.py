@@ -1,12 +1,12 @@
 """Training throughput of DSRSD-Net next to early and late fusion, in one run.
 
-    .venv/bin/python benchmarks/bench_dsrsd.py            # defaults: about 20-40 s on 2 CPU cores
+    .venv/bin/python benchmarks/bench_dsrsd.py            # defaults: about 10-30 s on 2 CPU cores
     .venv/bin/python benchmarks/bench_dsrsd.py --n 8192 --dims 256 --d 128 --device cuda
 
 Every model trains on the same synthetic data (nbkit.data.make_synthetic, sizes printed) with
 the same batches: forward, its weighted loss terms, backward, AdamW step. Throughput is
-samples/s, the median over ``--repeats`` timed windows of ``--steps`` steps after ``--warmup``
-untimed steps. DSRSD-Net does more per step than the baselines (two streams, a gate and four
+samples/s, the median over ``--repeats`` timed windows of ``--steps`` steps (each after
+``--warmup`` untimed steps with a fresh AdamW), taken round-robin over the models. DSRSD-Net does more per step than the baselines (two streams, a gate and four
 auxiliary losses), so it is expected to be slower; the ratio is the number to read.
 """
 from __future__ import annotations
@@ -19,16 +19,16 @@ import time
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--n", type=int, default=2048, help="synthetic samples (default 2048)")
+    ap.add_argument("--n", type=int, default=4096, help="synthetic samples (default 4096)")
     ap.add_argument("--modalities", type=int, default=2, help="number of modalities (default 2)")
     ap.add_argument("--dims", type=int, default=64, help="features per modality (default 64)")
     ap.add_argument("--seq-len", type=int, default=1, help="time steps per sample; > 1 uses conv encoders")
     ap.add_argument("--d", type=int, default=64, help="representation size d (default 64)")
     ap.add_argument("--hidden", type=int, default=128, help="hidden width (default 128)")
     ap.add_argument("--batch-size", type=int, default=128)
-    ap.add_argument("--steps", type=int, default=40, help="timed steps per repeat")
+    ap.add_argument("--steps", type=int, default=50, help="timed steps per repeat")
     ap.add_argument("--warmup", type=int, default=5, help="untimed steps first")
-    ap.add_argument("--repeats", type=int, default=5, help="timed windows; the median is reported")
+    ap.add_argument("--repeats", type=int, default=7, help="timed windows per model, round-robin; the median is reported")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch intra-op threads (default 1: a shared 2-core CPU is oversubscribed by more; 0 = torch default)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
@@ -70,16 +70,21 @@ def main(argv=None) -> int:
     ds.x = {m: t.to(device) for m, t in ds.x.items()}
     ds.y, ds.present = ds.y.to(device), ds.present.to(device)
 
-    rows = []
-    t_all = time.perf_counter()
+    built = {}
     for name in names:
         torch.manual_seed(args.seed)
-        model = getattr(zoo, name).for_dataset(ds, d=args.d, hidden=args.hidden).to(device)
-        n_params = sum(p.numel() for p in model.parameters())
-        rates = throughput(model, ds, batch_size=args.batch_size, steps=args.steps, warmup=args.warmup,
-                           repeats=args.repeats)
-        rows.append((name, n_params, statistics.median(rates), min(rates), max(rates)))
-        print(f"  {name:<12} done", file=sys.stderr, flush=True)
+        built[name] = getattr(zoo, name).for_dataset(ds, d=args.d, hidden=args.hidden).to(device)
+    rates = {name: [] for name in names}
+    t_all = time.perf_counter()
+    # round-robin: each repeat times every model once, so a burst of load elsewhere on the
+    # machine hits all models alike
+    for r in range(args.repeats):
+        for name, model in built.items():
+            rates[name] += throughput(model, ds, batch_size=args.batch_size, steps=args.steps,
+                                      warmup=args.warmup, repeats=1)
+        print(f"  repeat {r + 1}/{args.repeats} done", file=sys.stderr, flush=True)
+    rows = [(name, sum(p.numel() for p in built[name].parameters()), statistics.median(rates[name]),
+             min(rates[name]), max(rates[name])) for name in names]
     ref = {r[0]: r[2] for r in rows}
     print(f"\n{'model':<12} {'params':>9} {'samples/s (median)':>19} {'min':>9} {'max':>9} {'vs DSRSD':>9}")
     for name, n_params, med, lo, hi in rows:

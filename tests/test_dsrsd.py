@@ -264,3 +264,85 @@ def test_baselines_learn_on_synthetic():
             loss.backward()
             opt.step()
         assert loss.item() < 0.5 * first, cls.__name__
+
+
+# ---------------------------------------------------------------- notebook-01 protocols
+def test_stream_probes_and_separation_on_known_factors(ds2):
+    from nbkit.experiments import dsrsd as ex
+
+    model = DSRSD.for_dataset(ds2, d=8, hidden=16)
+    pr = ex.stream_probes(model, ds2, seed=0)
+    assert set(pr.stream) == {"input", "shared", "private"}
+    assert set(pr.target) == {"shared", "private/m1", "private/m2"} and set(pr.metric) == {"R2"}
+    s = pr.set_index(["representation", "target"]).score
+    # the raw input of m1 carries m1's private factors, not m2's (catches mixed-up targets)
+    assert s["input/m1", "private/m1"] > s["input/m1", "private/m2"] + 0.3
+    grid = ex.probe_matrix(pr)
+    assert grid.shape == (6, 3)
+    sep = ex.separation(pr)
+    row = sep[sep.modality == "m1"].iloc[0]
+    expected = (s["shared/m1", "shared"] - s["private/m1", "shared"]
+                + s["private/m1", "private/m1"] - s["shared/m1", "private/m1"])
+    assert row.separation == pytest.approx(expected)
+    cls = ex.stream_probes(model, ds2, targets=["class"], include_inputs=False)
+    assert set(cls.metric) == {"accuracy"} and len(cls) == 4
+    with pytest.raises(KeyError, match="targets \\['voice'\\] are not among ds.factors"):
+        ex.stream_probes(model, ds2, targets=["voice"])
+
+
+def test_stream_probes_skip_missing_samples_and_embeddings(ds2):
+    from nbkit.experiments import dsrsd as ex
+
+    model = DSRSD.for_dataset(ds2, d=8, hidden=16)
+    dropped = drop_modalities(ds2, 0.3, seed=0)
+    pr = ex.stream_probes(model, dropped, targets={"label": dropped.y}, include_inputs=False)
+    assert len(pr) == 4 and pr.score.between(0, 1).all()
+    emb = ex.stream_embeddings(model, dropped, "m2", method="pca", n=30, seed=1)
+    assert emb["shared"].shape == emb["private"].shape == (30, 2)
+    assert dropped.present[torch.as_tensor(emb["index"]), 1].all()     # only samples that have m2
+    assert (emb["y"] == dropped.y[torch.as_tensor(emb["index"])].numpy()).all()
+    with pytest.raises(KeyError, match="modality 'm3' is not among"):
+        ex.stream_embeddings(model, dropped, "m3")
+
+
+def test_residual_vs_plain_and_summary_table():
+    from nbkit.experiments import dsrsd as ex
+
+    ds = make_synthetic(n=160, dims=8, seed=5)
+    tr, va, te = ds.split((0.5, 0.2, 0.3), seed=0)
+    metrics, probes, models = ex.residual_vs_plain(tr, va, te, seeds=[0], epochs=1, progress=False,
+                                                   return_models=True, d=8, hidden=16)
+    assert list(metrics.variant) == ["residual", "plain MLP"]
+    assert {"acc", "auc", "separation", "shared_on_private"} <= set(metrics.columns)
+    assert models[("plain MLP", 0)][0].config.residual is False
+    sep = ex.separation(probes)
+    assert set(sep.variant) == {"residual", "plain MLP"} and len(sep) == 4
+    table = ex.summary_01(metrics, sep, {"acc": 0.5}, None)
+    assert {"data", "model", "quantity", "mean", "std", "n_seeds"} == set(table.columns)
+    acc = table[(table.model == "plain MLP") & (table.quantity == "test accuracy")]["mean"].item()
+    assert acc == pytest.approx(metrics[metrics.variant == "plain MLP"].acc.item())
+
+
+def test_throughput_and_benchmark_script(capsys):
+    import importlib.util
+    from pathlib import Path
+
+    from nbkit.experiments.dsrsd import throughput
+
+    ds = make_synthetic(n=64, dims=8, seed=0)
+    rates = throughput(DSRSD.for_dataset(ds, d=8, hidden=16), ds, batch_size=16, steps=2, warmup=1, repeats=2)
+    assert len(rates) == 2 and all(r > 0 for r in rates)
+    with pytest.raises(ValueError, match="fewer than batch_size=128"):
+        throughput(DSRSD.for_dataset(ds), ds)
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_dsrsd.py"
+    spec = importlib.util.spec_from_file_location("bench_dsrsd", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--n", "64", "--dims", "8", "--d", "8", "--hidden", "16", "--batch-size", "16",
+                       "--steps", "2", "--warmup", "1", "--repeats", "1", "--threads", "0"]) == 0
+    out = capsys.readouterr().out
+    for name in ("DSRSD", "EarlyFusion", "LateFusion"):
+        assert name in out
+    assert "samples/s" in out and "1.00x" in out
+    with pytest.raises(SystemExit):
+        bench.main(["--modalities", "1"])
