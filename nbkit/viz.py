@@ -236,22 +236,23 @@ def image_grid_figure(images, titles: Sequence | None = None, ncols: int = 10, i
     n, h, w = a.shape
     ncols = max(1, min(int(ncols), n))
     nrows = -(-n // ncols)
-    canvas = np.full((nrows * (h + gap) - gap, ncols * (w + gap) - gap), np.nan)
+    vgap = max(gap, int(round(0.25 * h))) if titles is not None else gap   # room for the titles
+    canvas = np.full((nrows * (h + vgap) - vgap, ncols * (w + gap) - gap), np.nan)
     for k in range(n):
         r, c = divmod(k, ncols)
-        canvas[r * (h + gap): r * (h + gap) + h, c * (w + gap): c * (w + gap) + w] = a[k]
+        canvas[r * (h + vgap): r * (h + vgap) + h, c * (w + gap): c * (w + gap) + w] = a[k]
     lo = np.nanpercentile(a, 1) if zmin is None else zmin
     hi = np.nanpercentile(a, 99) if zmax is None else zmax
     fig = go.Figure(go.Heatmap(z=canvas, colorscale=colorscale, zmin=lo, zmax=hi, showscale=False,
                                hoverongaps=False))
     for k in range(n if titles is not None else 0):
         r, c = divmod(k, ncols)
-        fig.add_annotation(x=c * (w + gap) + (w - 1) / 2, y=r * (h + gap) - 0.5, text=str(titles[k]),
+        fig.add_annotation(x=c * (w + gap) + (w - 1) / 2, y=r * (h + vgap) - 0.5, text=str(titles[k]),
                            showarrow=False, yanchor="bottom", font=dict(size=10))
     fig.update_xaxes(visible=False, constrain="domain")
     fig.update_yaxes(visible=False, autorange="reversed", scaleanchor="x")
     fig.update_layout(template=TEMPLATE, title=title, width=max(300, ncols * tile_px + 60),
-                      height=nrows * int(tile_px * h / w + 18) + 90, margin=dict(l=10, r=10, t=60, b=10))
+                      height=nrows * int(tile_px * (h + vgap) / w) + 90, margin=dict(l=10, r=10, t=60, b=10))
     return fig
 
 
@@ -328,3 +329,30 @@ def signals_figure(frame: pd.DataFrame, panels: dict[str, Sequence[str]], x: str
 
 
 __all__ += ["signals_figure"]
+
+
+def audio_table(df: pd.DataFrame, path_col: str = "path"):
+    """An HTML table with one embedded audio player per row (the WAV at ``df[path_col]``,
+    base64-embedded so the executed notebook keeps the sound) next to the other columns."""
+    import base64
+    import html
+    from pathlib import Path
+
+    from IPython.display import HTML
+
+    if df.empty or path_col not in df.columns:
+        raise ValueError(f"audio_table needs a non-empty frame with a {path_col!r} column of WAV paths")
+    cols = [c for c in df.columns if c != path_col]
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in cols) + "<th>listen</th>"
+    body = []
+    for _, r in df.iterrows():
+        p = Path(r[path_col])
+        if not p.is_file():
+            raise FileNotFoundError(f"audio_table: WAV file {str(p)!r} does not exist")
+        b64 = base64.b64encode(p.read_bytes()).decode("ascii")
+        cells = "".join(f"<td>{html.escape(str(r[c]))}</td>" for c in cols)
+        body.append(f"<tr>{cells}<td><audio controls preload='none' src='data:audio/wav;base64,{b64}'></audio></td></tr>")
+    return HTML(f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
+
+
+__all__ += ["audio_table"]

@@ -14,11 +14,13 @@ def test_image_grid_tiles_images_with_titles():
     imgs = np.arange(5 * 4 * 3, dtype=float).reshape(5, 12)
     fig = viz.image_grid_figure(imgs, titles=list("abcde"), ncols=3, image_shape=(4, 3), zmin=0, zmax=59)
     z = np.asarray(fig.data[0].z, dtype=float)
-    assert z.shape == (2 * 4 + 2, 3 * 3 + 2 * 2)                    # 2 rows x 3 cols of 4x3 tiles, gaps of 2
+    assert z.shape == (2 * 4 + 2, 3 * 3 + 2 * 2)                    # 2 rows x 3 cols of 4x3 tiles, gaps of 2 (1 px of title room < gap)
     assert np.array_equal(z[:4, 5:8], imgs[1].reshape(4, 3))       # second tile in place
     assert np.array_equal(z[6:10, 0:3], imgs[3].reshape(4, 3))     # fourth tile starts row two
     assert np.isnan(z[:, 3:5]).all() and np.isnan(z[6:, 10:]).all()  # gaps and the empty sixth tile
     assert [a.text for a in fig.layout.annotations] == list("abcde")
+    big = viz.image_grid_figure(np.zeros((4, 28, 28)), titles=list("abcd"), ncols=2)
+    assert np.asarray(big.data[0].z).shape == (2 * 28 + 7, 2 * 28 + 2)  # a quarter tile of room for titles
     with pytest.raises(ValueError, match="image_shape"):
         viz.image_grid_figure(imgs, image_shape=(5, 5))
     with pytest.raises(ValueError, match="titles"):
@@ -85,3 +87,21 @@ def test_raw_projection_and_missing_summary():
     present = np.array([[1, 1], [1, 0], [0, 1], [1, 1]], bool)
     s = datatour.missing_summary({"x": present}, ["a", "b"]).iloc[0]
     assert s["missing a"] == 0.25 and s["missing b"] == 0.25 and s["all present"] == 0.5 and s["none present"] == 0.0
+
+
+def test_audio_table_embeds_each_wav_with_its_attributes(tmp_path):
+    import base64
+
+    import pandas as pd
+
+    from nbkit.data.avdigits import examples_frame
+
+    ex = examples_frame()
+    assert len(ex) == 20 and list(ex.columns) == ["index", "digit", "word", "voice", "gender", "speed", "pitch", "path"]
+    html = viz.audio_table(ex.head(2)).data
+    assert html.count("<audio") == 2 and "en-" in html
+    assert base64.b64encode(open(ex.path[0], "rb").read()).decode() in html
+    with pytest.raises(FileNotFoundError, match="nope.wav"):
+        viz.audio_table(pd.DataFrame({"path": [str(tmp_path / "nope.wav")]}))
+    with pytest.raises(ValueError, match="path"):
+        viz.audio_table(pd.DataFrame({"x": [1]}))

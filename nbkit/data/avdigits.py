@@ -29,7 +29,7 @@ from .batch import MultimodalDataset
 
 __all__ = ["load_avdigits", "logmel", "mel_filterbank", "mel_frequencies", "clip_features", "read_wav",
            "example_wavs", "data_dir", "avdigits_path", "file_sha256", "SHA256", "FILENAME", "WORDS",
-           "FEATURES"]
+           "FEATURES", "examples_frame"]
 
 FILENAME = "avdigits.npz"
 WAV_DIR = "avdigits_wav"
@@ -93,6 +93,27 @@ def example_wavs(path: str | os.PathLike | None = None) -> list[tuple[int, Path]
         if m:
             out.append((int(m.group(1)), f))
     return out
+
+
+def examples_frame(ds: MultimodalDataset | None = None, path: str | os.PathLike | None = None):
+    """The shipped example clips with their sample's attributes, one row per WAV:
+    index, digit, word, voice, gender, speed, pitch, path (a pandas frame)."""
+    import pandas as pd
+
+    ds = load_avdigits(path) if ds is None else ds
+    rows_of = {int(i): r for r, i in enumerate(ds.factors["index"].tolist())}
+    names = ds.info.get("voice_names", [])
+    out = []
+    for idx, wav in example_wavs(path):
+        r = rows_of.get(idx)
+        if r is None:
+            continue  # not in this (sub)set
+        f = {k: v[r].item() for k, v in ds.factors.items()}
+        out.append(dict(index=idx, digit=int(ds.y[r]), word=WORDS[int(ds.y[r])],
+                        voice=names[f["voice"]] if names else f["voice"],
+                        gender="female" if f["gender"] else "male", speed=int(f["speed"]),
+                        pitch=int(f["pitch"]), path=str(wav)))
+    return pd.DataFrame(out)
 
 
 def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:
