@@ -737,8 +737,9 @@ class RedReg(_EncoderRegulator):
                 e1 = torch.randn(x.shape, generator=self.gen, device=x.device) * self.sigma
                 e2 = torch.randn(x.shape, generator=self.gen, device=x.device) * self.sigma
                 x1, x2 = x + e1, x + e2
-                enc = self.model.encoders[m]
-                num = (enc(x1.to(batch.x[m].dtype)) - enc(x2.to(batch.x[m].dtype))).float().pow(2).mean()
+                z = self.model.encoders[m](torch.cat([x1, x2]).to(batch.x[m].dtype)).float()  # one pass, both copies
+                z1, z2 = z[:len(x)], z[len(x):]
+                num = (z1 - z2).pow(2).mean()
                 den = (x1 - x2).pow(2).mean() + _EPS
                 res[m] = num / den
         vals = torch.stack([res[m] for m in self.modalities]).tolist()
