@@ -62,6 +62,10 @@ def test_unimodal_accuracy_sees_the_stronger_modality():
     acc = df.set_index("modality").acc
     assert acc["strong"] > acc["weak"] + 0.1
     assert acc["strong"] > df.chance.iloc[0] + 0.2
+    dom = datatour.dominance(df).iloc[0]
+    assert dom.stronger == "strong" and dom.weaker == "weak" and abs(dom.gap - (acc["strong"] - acc["weak"])) < 1e-12
+    with pytest.raises(ValueError, match="dominance"):
+        datatour.dominance(df.drop(columns="acc"))
     with pytest.raises(ValueError, match="epochs"):
         datatour.unimodal_accuracy({"syn": ds}, epochs=0)
     with pytest.raises(ValueError, match="seeds"):

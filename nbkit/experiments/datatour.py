@@ -9,7 +9,7 @@ import pandas as pd
 
 from ..data.batch import MultimodalDataset
 
-__all__ = ["unimodal_accuracy", "factor_dependence", "raw_projection", "missing_summary"]
+__all__ = ["unimodal_accuracy", "dominance", "factor_dependence", "raw_projection", "missing_summary"]
 
 
 def unimodal_accuracy(datasets: Mapping[str, MultimodalDataset], seeds: Iterable[int] = (0, 1, 2),
@@ -48,6 +48,23 @@ def unimodal_accuracy(datasets: Mapping[str, MultimodalDataset], seeds: Iterable
         chance = float(np.bincount(te.y.numpy()).max() / len(te))
         rows.append(dict(dataset=name, modality=m, seed=s, acc=accuracy(res["logits"], res["y"]),
                          chance=chance, train_s=trainer.train_time_s))
+    return pd.DataFrame(rows)
+
+
+def dominance(acc: pd.DataFrame) -> pd.DataFrame:
+    """Per dataset of a `unimodal_accuracy` frame: the modality with the higher mean test
+    accuracy, the runner-up, and the gap between their means (one row per dataset; a
+    single-modality dataset has no runner-up)."""
+    need = {"dataset", "modality", "acc"}
+    if acc.empty or not need <= set(acc.columns):
+        raise ValueError(f"dominance needs a unimodal_accuracy frame with columns {sorted(need)}")
+    rows = []
+    for name, g in acc.groupby("dataset", sort=False):
+        m = g.groupby("modality", sort=False)["acc"].mean().sort_values(ascending=False)
+        rows.append(dict(dataset=name, stronger=m.index[0], stronger_acc=float(m.iloc[0]),
+                         weaker=m.index[1] if len(m) > 1 else None,
+                         weaker_acc=float(m.iloc[1]) if len(m) > 1 else float("nan"),
+                         gap=float(m.iloc[0] - m.iloc[1]) if len(m) > 1 else float("nan")))
     return pd.DataFrame(rows)
 
 
