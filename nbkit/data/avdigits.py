@@ -250,6 +250,7 @@ def load_avdigits(path: str | os.PathLike | None = None, image_noise: float = 0.
                 (0 male, 1 female variant), "speed" (words/min), "pitch" (espeak 0..99),
                 "duration" (s of speech), "index" (row in the file; see `example_wavs`).
     n:          keep a class-stratified random subset of ``n`` samples (seeded by ``seed``).
+    seed:       seeds both the subset and the image noise.
     check:      verify the file's sha256 against `SHA256` first.
     """
     if audio not in ("sequence", "flat"):
