@@ -293,3 +293,21 @@ def dominant_red(history, normalized: bool = False) -> pd.Series:
 
 
 __all__ += ["dominant_red"]
+
+
+def claims_in_words(claims: pd.DataFrame, digits: int = 3) -> str:
+    """One markdown bullet per claim row of `claim_rows`: our means, the computed verdict and
+    what it means, so the notebook's prose cannot drift from its numbers."""
+    meaning = {"supported": "reproduces on our data",
+               "inconclusive": "RedReg is ahead, but by less than the seed-to-seed standard error: not reproduced",
+               "not supported": "RedReg is not ahead: does not reproduce on our data"}
+    lines = []
+    for _, c in claims.iterrows():
+        v = str(c.verdict)
+        key = next((k for k in meaning if v.startswith(k)), v)
+        lines.append(f"- **{c.claim}**: {c.ours_mean:.{digits}f} vs {c.other_mean:.{digits}f} "
+                     f"({len(c['values'])} seeds) → *{v}* — {meaning.get(key, v)}.")
+    return "\n".join(lines)
+
+
+__all__ += ["claims_in_words"]
