@@ -362,6 +362,14 @@ def test_balance_protocol_and_signals_figure(data):
     assert len(fig.data) == 3
     with pytest.raises(KeyError, match="not in the frame"):
         signals_figure(w, {"x": ["nope"]})
+    sw = B.trigger_sweep(hists[("RedReg", 0)], Rs=[-1e9, 1e9], gammas=[0.0, 0.6])
+    assert sw.set_index(["gamma", "R"]).fraction.loc[(0.0, -1e9)] == 1.0
+    assert sw.set_index(["gamma", "R"]).fraction.loc[(0.6, 1e9)] == 0.0
+    # the normalised redundancy starts at 10 each epoch: a trigger at R = 5 is on at least then
+    sw5 = B.trigger_sweep(hists[("RedReg", 0)], Rs=[5.0], gammas=[0.0])
+    assert 0 < sw5.fraction.iloc[0] < 1
+    with pytest.raises(ValueError, match="gammas"):
+        B.trigger_sweep(hists[("RedReg", 0)], Rs=[0.1], gammas=[-1])
     tab = B.accuracy_table(res)
     assert "±" in tab["acc"].iloc[0]
     with pytest.raises(ValueError, match="source"):

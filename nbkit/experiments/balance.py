@@ -29,7 +29,7 @@ __all__ = ["MODEL_KW", "TRAIN_KW", "METHODS", "ABLATIONS", "make_setting", "one_
 
 # ours: small CPU-sized encoders and the SGD settings used for every comparison
 MODEL_KW = dict(aux_heads=True, d=32, hidden=64)
-TRAIN_KW = dict(epochs=10, optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=1e-4, batch_size=64)
+TRAIN_KW = dict(epochs=10, optimizer="sgd", lr=0.02, momentum=0.9, weight_decay=1e-4, batch_size=64)
 
 # method name -> regulator factory (paper/public-code defaults unless noted in nbkit.regulate)
 METHODS: dict[str, Callable[[int], Regulator]] = {
@@ -64,7 +64,7 @@ def one_thread():
         torch.set_num_threads(n)
 
 
-def make_setting(source: str = "avdigits", image_noise: float = 0.5, n: int = 1500,
+def make_setting(source: str = "avdigits", image_noise: float = 1.0, n: int = 1500,
                  snr: Sequence[float] = (4.0, 0.25), seed: int = 0, path=None
                  ) -> tuple[MultimodalDataset, MultimodalDataset, MultimodalDataset]:
     """(train, val, test) of a setting where one modality dominates.
@@ -311,3 +311,28 @@ def claims_in_words(claims: pd.DataFrame, digits: int = 3) -> str:
 
 
 __all__ += ["claims_in_words"]
+
+
+def trigger_sweep(history, Rs: Sequence[float], gammas: Sequence[float], normalized: bool = True) -> pd.DataFrame:
+    """Offline sweep of RedReg's trigger over R and gamma on one run's logged trajectory:
+    the fraction of steps on which r_d = red_d - gamma max(S_d, 0) > R for the modality that
+    was dominant (red: EMA-normalised or raw). Counterfactual (training would have changed
+    had the trigger behaved differently), but it shows where the threshold can bite.
+    Tidy: one row per (gamma, R) with ``fraction``."""
+    Rs, gammas = [float(r) for r in Rs], [float(g) for g in gammas]
+    if not Rs or not gammas:
+        raise ValueError("Rs and gammas must each hold at least one value")
+    if any(g < 0 for g in gammas):
+        raise ValueError(f"gammas must be >= 0, got {gammas}")
+    w = monitor_frame(history)
+    mods = [c.split("/", 1)[1] for c in w.columns if c.startswith("conf/")]
+    dom = w["dominant"].astype(int).to_numpy()
+    idx = np.arange(len(w))
+    red = dominant_red(history, normalized=normalized).to_numpy()
+    S = w[[f"S/{m}" for m in mods]].to_numpy()[idx, dom]
+    rows = [{"gamma": g, "R": R, "fraction": float(np.mean(red - g * np.maximum(S, 0.0) > R))}
+            for g in gammas for R in Rs]
+    return pd.DataFrame(rows)
+
+
+__all__ += ["trigger_sweep"]
