@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import time
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
