@@ -159,9 +159,12 @@ def heatmap_grid_figure(matrices: dict, cols: int = 3, title: str = "", zmin: fl
         fig.add_trace(go.Heatmap(z=m, zmin=zmin, zmax=zmax, zmid=0.0 if zmin < 0 < zmax else None,
                                  colorscale=colorscale, showscale=k == 0, coloraxis=None),
                       row=k // cols + 1, col=k % cols + 1)
+        fig.update_yaxes(scaleanchor=f"x{k + 1 if k else ''}", constrain="domain", row=k // cols + 1, col=k % cols + 1)
+        fig.update_xaxes(constrain="domain", row=k // cols + 1, col=k % cols + 1)
     fig.update_yaxes(autorange="reversed", showticklabels=False)
     fig.update_xaxes(showticklabels=False)
-    fig.update_layout(template=TEMPLATE, title=title, height=height_per_row * rows + 80)
+    fig.update_layout(template=TEMPLATE, title=title, height=height_per_row * rows + 80,
+                      width=max(360, height_per_row * cols + 120))
     return fig
 
 

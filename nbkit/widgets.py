@@ -32,12 +32,18 @@ def _label(v: float) -> str:
     return "0" if v == 0 else f"{v:g}"
 
 
-def _in_ipython() -> bool:
-    try:
-        from IPython import get_ipython
-    except ImportError:  # pragma: no cover
-        return False
-    return get_ipython() is not None
+def _plotly_output(fig) -> dict:
+    """A display_data output carrying ``fig`` in plotly's own mimetype (rendered by the
+    jupyterlab-plotly extension that ships with plotly), plus a text fallback."""
+    import json
+
+    import plotly.io as pio
+
+    spec = json.loads(pio.to_json(fig, validate=False))
+    spec["config"] = {"displaylogo": False, "responsive": True}
+    title = (fig.layout.title.text or "figure") if fig.layout.title else "figure"
+    return {"output_type": "display_data", "metadata": {},
+            "data": {"application/vnd.plotly.v1+json": spec, "text/plain": f"<plotly figure: {title}>"}}
 
 
 class LambdaPanel:
@@ -153,11 +159,9 @@ class LambdaPanel:
                                                         f"lambda_orth={_label(lo)})"))
         fig.update_layout(height=440, width=520, xaxis_showticklabels=False, yaxis_showticklabels=False)
         self.figure = fig
-        if _in_ipython():
-            with self.fig_out:
-                self.fig_out.clear_output(wait=True)
-                from IPython.display import display
-                display(fig)
+        # one assignment of the Output widget's state (no output capture, no clear_output
+        # round trip): robust under papermill/nbclient, and the same message in a live kernel
+        self.fig_out.outputs = (_plotly_output(fig),)
         return met
 
     @property

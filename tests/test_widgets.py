@@ -67,3 +67,16 @@ def test_bad_arguments_are_named(data):
         lambda_panel(train, val, n_train=10)
     with pytest.raises(TypeError, match="val must be a MultimodalDataset"):
         lambda_panel(train, val[:10])
+
+
+def test_figure_container_holds_the_current_plotly_figure(panel):
+    outs = panel.fig_out.outputs
+    assert len(outs) == 1 and outs[0]["output_type"] == "display_data"
+    spec = outs[0]["data"]["application/vnd.plotly.v1+json"]
+    assert spec["data"][0]["type"] == "heatmap"
+    assert spec["layout"]["title"]["text"] == panel.figure.layout.title.text
+    ld, lo = panel.lambdas
+    panel.set(lambda_dec=0.0 if ld else 1e-3)
+    spec2 = panel.fig_out.outputs[0]["data"]["application/vnd.plotly.v1+json"]
+    assert spec2["layout"]["title"]["text"] != spec["layout"]["title"]["text"]
+    assert spec2["data"][0]["z"] != spec["data"][0]["z"]

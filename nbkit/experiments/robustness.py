@@ -21,7 +21,7 @@ from ..evaluate import (ROBUSTNESS_LEVELS, classification_metrics, collect, effe
 __all__ = ["LAMBDA_VALUES", "ABLATIONS", "make_data", "train_model", "train_dsrsd", "shared_matrix",
            "shared_correlation", "stream_diagnostics", "lambda_grid", "gate_vs_noise",
            "gate_noise_summary", "gate_noise_correlation", "StudyResult", "missing_modality_study", "robustness_summary",
-           "ablation_table"]
+           "ablation_table", "claims_markdown", "one_thread"]
 
 # log-spaced weights including 0 (the sliders and the grid): ours
 LAMBDA_VALUES = (0.0, 1e-3, 1e-2, 1e-1, 1.0)
@@ -345,3 +345,18 @@ def ablation_table(metrics: pd.DataFrame, summary: pd.DataFrame | None = None,
         df = df.merge(summary[["method", "seed"] + drop], on=["method", "seed"], how="left")
         cols += drop
     return summary_table(df, "method", cols, digits=digits)
+
+
+def claims_markdown(claims: pd.DataFrame, digits: int = 2) -> str:
+    """One markdown bullet per recorded claim row: our mean ± std (n seeds), the paper's value
+    when it has one, and the computed verdict, so a notebook's closing text quotes the numbers
+    of the run it belongs to instead of numbers typed by hand."""
+    need = {"claim", "metric", "ours_mean", "ours_std", "n_seeds", "reference_value", "verdict"}
+    if not need <= set(claims.columns):
+        raise ValueError(f"claims must be record_claim rows with columns {sorted(need)}")
+    lines = []
+    for r in claims.itertuples(index=False):
+        ref = "" if pd.isna(r.reference_value) else f"; paper: {r.reference_value:g}"
+        lines.append(f"- {r.claim}: **{r.verdict}** — ours {r.ours_mean:.{digits}f} ± {r.ours_std:.{digits}f} "
+                     f"({r.metric}, {r.n_seeds} seed{'s' if r.n_seeds != 1 else ''}){ref}")
+    return "\n".join(lines)
