@@ -59,16 +59,29 @@ def main(argv=None) -> dict:
            "p90_s": float(np.percentile(lat, 90)), "max_s": float(lat.max()),
            "panel": dict(n_train=len(panel.train), n_eval=len(panel.val), epochs=panel.epochs,
                          d=panel.config["d"])}
-    naive = []
+    naive, naive_default = [], []
     for i in range(args.naive):
+        ld = PANEL_LAMBDAS[i % len(PANEL_LAMBDAS)]
         t = time.perf_counter()
         with one_thread():
-            train_dsrsd(train, val, lambda_dec=PANEL_LAMBDAS[i % len(PANEL_LAMBDAS)], lambda_orth=1e-2, seed=args.seed,
-                        epochs=10)
+            train_dsrsd(train, val, lambda_dec=ld, lambda_orth=1e-2, seed=args.seed, epochs=10)
         naive.append(time.perf_counter() - t)
+        # the same with torch's default thread count (what a plain Trainer call gets)
+        import torch
+
+        from nbkit.models.dsrsd import DSRSD
+        from nbkit.train import Trainer
+
+        t = time.perf_counter()
+        torch.manual_seed(args.seed)
+        model = DSRSD.for_dataset(train, lambda_dec=ld, lambda_orth=1e-2)
+        Trainer(model, epochs=10, batch_size=64, monitor="auc", progress=False, seed=args.seed).fit(train, val)
+        naive_default.append(time.perf_counter() - t)
     if naive:
         res.update(naive_median_s=statistics.median(naive), naive_runs=len(naive),
-                   speedup=statistics.median(naive) / res["median_s"])
+                   speedup=statistics.median(naive) / res["median_s"],
+                   naive_default_threads_median_s=statistics.median(naive_default),
+                   torch_default_threads=torch.get_num_threads())
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     print(f"panel build (first draw, includes imports/warm-up): {build:.2f} s")
     print(f"panel update over {args.moves} slider moves: median {res['median_s']:.2f} s, "
@@ -79,6 +92,8 @@ def main(argv=None) -> dict:
         print(f"naive full-size retrain (notebook 02's main model: {len(train)} samples x 10 epochs, d=64): "
               f"median {res['naive_median_s']:.2f} s over {len(naive)} runs -> the panel is "
               f"{res['speedup']:.1f}x faster")
+        print(f"naive full-size retrain with torch's default {res['torch_default_threads']} threads: "
+              f"median {res['naive_default_threads_median_s']:.2f} s")
     print(f"load average while measuring: {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} "
           f"on {os.cpu_count()} CPUs (other jobs inflate every number)")
     return res

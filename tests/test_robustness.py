@@ -228,3 +228,16 @@ def test_claims_markdown_quotes_the_recorded_numbers():
     assert "1 seed)" in lines[1] and "paper" not in lines[1]
     with pytest.raises(ValueError, match="record_claim rows"):
         rx.claims_markdown(pd.DataFrame({"claim": ["x"]}))
+
+
+def test_one_thread_restores_the_callers_thread_count():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with rx.one_thread():
+            with rx.one_thread():
+                assert torch.get_num_threads() == 1
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -77,20 +77,21 @@ class one_thread:
 
     def __enter__(self):
         self.prev = torch.get_num_threads()
-        self._blas = None
+        self._limits = None
         if self.active:
-            torch.set_num_threads(1)
-            try:  # numpy/sklearn BLAS too (threadpoolctl comes with scikit-learn)
+            try:  # numpy/sklearn BLAS and OpenMP too (threadpoolctl comes with scikit-learn);
+                # taken BEFORE torch's change so that it records the caller's thread counts
                 from threadpoolctl import threadpool_limits
-                self._blas = threadpool_limits(1)
+                self._limits = threadpool_limits(1)
             except ImportError:  # pragma: no cover
                 pass
+            torch.set_num_threads(1)
         return self
 
     def __exit__(self, *exc):
-        torch.set_num_threads(self.prev)
-        if self._blas is not None:
-            self._blas.restore_original_limits()
+        if self._limits is not None:
+            self._limits.restore_original_limits()
+        torch.set_num_threads(self.prev)      # last: the caller's torch setting wins
         return False
 
 
