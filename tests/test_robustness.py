@@ -241,3 +241,22 @@ def test_one_thread_restores_the_callers_thread_count():
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_modality_dropout_regulator(small):
+    train, _, _ = small
+    batch = train[:400]
+    reg = rx.ModalityDropout(0.5, seed=0)
+    out = reg.prepare_batch(batch, epoch=0)
+    miss = 1 - out.present.float().mean(0)
+    # each modality lost with p=0.5, minus the samples that keep one (p^2 = .25 of them restore one)
+    assert ((miss > 0.25) & (miss < 0.5)).all()
+    assert out.present.any(1).all()                            # keep_one: no empty sample
+    assert torch.equal(out.x["m1"][~out.present[:, 0]], torch.zeros_like(out.x["m1"][~out.present[:, 0]]))
+    # a fresh draw each step, the same sequence for the same seed
+    again = reg.prepare_batch(batch, epoch=0)
+    assert not torch.equal(again.present, out.present)
+    assert torch.equal(rx.ModalityDropout(0.5, seed=0).prepare_batch(batch, 0).present, out.present)
+    assert rx.ModalityDropout(0.0).prepare_batch(batch, 0) is batch
+    with pytest.raises(ValueError, match=r"p must lie in \[0, 1\]"):
+        rx.ModalityDropout(1.5)

@@ -15,10 +15,11 @@ import pandas as pd
 import torch
 
 from ..data.batch import MultimodalDataset
+from ..regulate import Regulator
 from ..evaluate import (ROBUSTNESS_LEVELS, classification_metrics, collect, effective_robustness,
                         linear_probe, relative_robustness, robustness_curve)
 
-__all__ = ["LAMBDA_VALUES", "ABLATIONS", "make_data", "train_model", "train_dsrsd", "shared_matrix",
+__all__ = ["LAMBDA_VALUES", "ABLATIONS", "ModalityDropout", "make_data", "train_model", "train_dsrsd", "shared_matrix",
            "shared_correlation", "stream_diagnostics", "lambda_grid", "gate_vs_noise",
            "gate_noise_summary", "gate_noise_correlation", "StudyResult", "missing_modality_study", "robustness_summary",
            "ablation_table", "claims_markdown", "one_thread"]
@@ -51,7 +52,7 @@ def make_data(n: int = 2000, snr: Sequence[float] = (4.0, 1.0), dims: int = 32, 
 
 def train_model(model_cls, train: MultimodalDataset, val: MultimodalDataset | None = None, seed: int = 0,
                 epochs: int = 10, batch_size: int = 64, lr: float = 1e-3, init_state: dict | None = None,
-                model_kwargs: dict | None = None, monitor: str = "auc", progress: bool = False):
+                model_kwargs: dict | None = None, monitor: str = "auc", progress: bool = False, regulator=None):
     """Build ``model_cls`` for ``train`` (seeded), optionally load ``init_state`` (warm start),
     train with AdamW (the Trainer's defaults), return ``(model, trainer)``."""
     from ..train import Trainer
@@ -61,7 +62,7 @@ def train_model(model_cls, train: MultimodalDataset, val: MultimodalDataset | No
     if init_state is not None:
         model.load_state_dict(init_state)
     trainer = Trainer(model, seed=int(seed), epochs=int(epochs), batch_size=int(batch_size), lr=lr,
-                      monitor=monitor, progress=progress)
+                      monitor=monitor, progress=progress, regulator=regulator)
     with one_thread(trainer.device.type == "cpu"):
         trainer.fit(train, val)
     return model, trainer
@@ -104,6 +105,30 @@ def train_dsrsd(train, val=None, lambda_dec: float = 1e-2, lambda_orth: float = 
                            init_state=init_state,
                            model_kwargs=dict(lambda_dec=float(lambda_dec), lambda_orth=float(lambda_orth), **config))
     return model
+
+
+class ModalityDropout(Regulator):
+    """Training-time modality dropout as a `nbkit.regulate.Regulator`: every training batch
+    loses each modality per sample with probability ``p`` (`nbkit.data.drop_modalities`,
+    keep_one), drawn from a generator seeded once per run, so the model sees missing
+    modalities while it learns. Our addition: the paper does not say how it trains for them."""
+
+    name = "modality_dropout"
+
+    def __init__(self, p: float, seed: int = 0):
+        super().__init__()
+        from .._checks import check_probability
+
+        self.p = check_probability("p", p)
+        self._g = torch.Generator().manual_seed(int(seed))
+
+    def prepare_batch(self, batch, epoch):
+        from ..data.corrupt import drop_modalities
+
+        if self.p == 0:
+            return batch
+        s = int(torch.randint(0, 2**31 - 1, (1,), generator=self._g))
+        return drop_modalities(batch, self.p, seed=s, keep_one=True)
 
 
 # ----------------------------------------------------------------- shared-space diagnostics
@@ -269,11 +294,13 @@ def missing_modality_study(train, val, test, seeds: Sequence[int] = (0, 1, 2), e
                            batch_size: int = 64, variants: Sequence[str] = tuple(ABLATIONS),
                            baselines: Sequence[str] = ("MM-late", "early fusion"),
                            levels: Sequence[float] = ROBUSTNESS_LEVELS, metric: str = "auc",
-                           progress: bool = True, dsrsd_config: dict | None = None) -> StudyResult:
+                           progress: bool = True, dsrsd_config: dict | None = None,
+                           train_missing_p: float = 0.0) -> StudyResult:
     """Train every DSRSD variant (`ABLATIONS`) and baseline once per seed on ``train`` (early
     stopping state chosen on ``val`` by AUC), then measure each on ``test``: clean metrics and
     the missing-modality robustness curve over ``levels`` (the same drop pattern per seed for
-    every method). DSRSD variants are named "DSRSD (<variant>)"."""
+    every method). DSRSD variants are named "DSRSD (<variant>)". With ``train_missing_p`` > 0
+    every model trains with `ModalityDropout` at that probability (our addition)."""
     from tqdm.auto import tqdm
 
     from ..models import EarlyFusion, LateFusion
@@ -294,7 +321,9 @@ def missing_modality_study(train, val, test, seeds: Sequence[int] = (0, 1, 2), e
     curves, metrics, models = [], [], {}
     for s, name, cls, kw in tqdm(jobs, desc="train + robustness", disable=not progress, leave=False):
         with one_thread():
-            model, trainer = train_model(cls, train, val, seed=s, epochs=epochs, batch_size=batch_size, model_kwargs=kw)
+            reg = ModalityDropout(train_missing_p, seed=s) if train_missing_p else None
+            model, trainer = train_model(cls, train, val, seed=s, epochs=epochs, batch_size=batch_size, model_kwargs=kw,
+                                         regulator=reg)
             c = robustness_curve(model, test, levels=levels, metric=metric, seed=1000 + s)
             curves.append(c.assign(method=name, seed=s))
             row = {"method": name, "seed": s}
