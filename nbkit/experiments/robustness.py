@@ -15,9 +15,9 @@ import pandas as pd
 import torch
 
 from ..data.batch import MultimodalDataset
-from ..regulate import Regulator
 from ..evaluate import (ROBUSTNESS_LEVELS, classification_metrics, collect, effective_robustness,
                         linear_probe, relative_robustness, robustness_curve)
+from ..regulate import Regulator
 
 __all__ = ["LAMBDA_VALUES", "ABLATIONS", "ModalityDropout", "make_data", "train_model", "train_dsrsd", "shared_matrix",
            "shared_correlation", "stream_diagnostics", "lambda_grid", "gate_vs_noise",
@@ -257,8 +257,9 @@ def gate_vs_noise(model, ds: MultimodalDataset, max_level: float = 3.0, seed: in
 
 
 def gate_noise_summary(df: pd.DataFrame, bins: int = 6) -> pd.DataFrame:
-    """Mean gate weight of each modality per noise-level bin (and the Spearman correlation
-    between a modality's own noise level and its own gate weight, per noisy modality)."""
+    """Mean gate weight (and accuracy) of each modality per noise-level bin, per noisy
+    modality; ``level_bin`` is the bin's midpoint. See `gate_noise_correlation` for a rank
+    correlation per modality."""
     if bins < 2:
         raise ValueError(f"bins must be >= 2, got {bins}")
     d = df.copy()
