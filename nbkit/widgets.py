@@ -122,7 +122,7 @@ class LambdaPanel:
 
     def update(self) -> dict:
         """Retrain a small DSRSD at the sliders' weights, redraw heatmap and metrics."""
-        from .experiments.robustness import one_thread
+        from .train import one_thread
 
         t0 = time.perf_counter()
         with one_thread():

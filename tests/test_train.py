@@ -199,3 +199,5 @@ def test_missing_modality_values_do_not_leak(splits):
     b = drop_modalities(tr[:20], {"m2": 1.0})
     garbage = b.with_x({**b.x, "m2": torch.randn_like(b.x["m2"]) * 100})
     assert torch.allclose(m(b).logits, m(garbage).logits)
+    nan = b.with_x({**b.x, "m2": torch.full_like(b.x["m2"], float("nan"))})
+    assert torch.allclose(m(b).logits, m(nan).logits)          # NaN in an absent modality cannot leak

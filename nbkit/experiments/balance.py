@@ -9,7 +9,6 @@ on CREMA-D / Kinetics-Sounds, which we do not have.
 """
 from __future__ import annotations
 
-import contextlib
 import math
 from typing import Callable, Iterable, Sequence
 
@@ -18,11 +17,12 @@ import pandas as pd
 import torch
 
 from ..data.batch import MultimodalDataset
+from ..train import one_thread
 from ..regulate import (AGM, MMPareto, OGMGE, PMR, GradMonitor, GradScale, InfoReg, RedReg,
                         Regulator)
 from . import fit, over_seeds
 
-__all__ = ["MODEL_KW", "TRAIN_KW", "METHODS", "ABLATIONS", "make_setting", "one_thread",
+__all__ = ["MODEL_KW", "TRAIN_KW", "METHODS", "ABLATIONS", "make_setting",
            "run_method", "compare", "unimodal_baselines", "imbalance_frames", "monitor_frame",
            "fire_fractions", "optimizer_scaling_demo", "accuracy_table", "weak_modality"]
 
@@ -50,17 +50,6 @@ ABLATIONS: dict[str, Callable[[int], Regulator]] = {
     "w/o dropout": lambda seed: RedReg(dropout=False, seed=seed),
     "paper projection": lambda seed: RedReg(projection="paper", seed=seed),
 }
-
-
-@contextlib.contextmanager
-def one_thread():
-    """Small models train faster on one thread (and a shared 2-core machine stays usable)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
 
 
 def make_setting(source: str = "avdigits", image_noise: float = 1.0, n: int = 1500,

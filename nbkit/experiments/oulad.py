@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 
 from ..data.batch import MultimodalDataset
+from ..train import one_thread
 
 __all__ = ["split_by_student", "standardize", "click_profile", "method_table", "compare_methods",
            "OuladResult", "gain_over_best_baseline", "gate_summary"]
@@ -117,13 +118,8 @@ def _fit(model_cls, kw, train, val, seed, epochs, batch_size, lr, patience):
     model = model_cls.for_dataset(train, **kw)
     tr = Trainer(model, seed=int(seed), epochs=int(epochs), batch_size=int(batch_size), lr=float(lr),
                  monitor="auc", patience=patience, progress=False)
-    prev = torch.get_num_threads()
-    if tr.device.type == "cpu":
-        torch.set_num_threads(1)        # tiny models: a second thread mostly spins on a busy CPU (ours)
-    try:
+    with one_thread(tr.device.type == "cpu"):   # tiny models: a second thread mostly spins (ours)
         tr.fit(train, val)
-    finally:
-        torch.set_num_threads(prev)
     return model, tr
 
 

@@ -18,11 +18,12 @@ from ..data.batch import MultimodalDataset
 from ..evaluate import (ROBUSTNESS_LEVELS, classification_metrics, collect, effective_robustness,
                         linear_probe, relative_robustness, robustness_curve)
 from ..regulate import Regulator
+from ..train import one_thread
 
 __all__ = ["LAMBDA_VALUES", "ABLATIONS", "ModalityDropout", "make_data", "train_model", "train_dsrsd", "shared_matrix",
            "shared_correlation", "stream_diagnostics", "lambda_grid", "gate_vs_noise",
            "gate_noise_summary", "gate_noise_correlation", "StudyResult", "missing_modality_study", "robustness_summary",
-           "ablation_table", "claims_markdown", "one_thread"]
+           "ablation_table", "claims_markdown"]
 
 # log-spaced weights including 0 (the sliders and the grid): ours
 LAMBDA_VALUES = (0.0, 1e-3, 1e-2, 1e-1, 1.0)
@@ -66,34 +67,6 @@ def train_model(model_cls, train: MultimodalDataset, val: MultimodalDataset | No
     with one_thread(trainer.device.type == "cpu"):
         trainer.fit(train, val)
     return model, trainer
-
-
-class one_thread:
-    """Run torch on one CPU thread inside the block (restored after). These models are tiny:
-    on a busy 2-core machine a second OpenMP thread mostly spins; we measured a DSRSD step at
-    ~4 ms on 1 thread and 18-75 ms on 2 threads while other jobs shared the cores."""
-
-    def __init__(self, active: bool = True):
-        self.active = bool(active)
-
-    def __enter__(self):
-        self.prev = torch.get_num_threads()
-        self._limits = None
-        if self.active:
-            try:  # numpy/sklearn BLAS and OpenMP too (threadpoolctl comes with scikit-learn);
-                # taken BEFORE torch's change so that it records the caller's thread counts
-                from threadpoolctl import threadpool_limits
-                self._limits = threadpool_limits(1)
-            except ImportError:  # pragma: no cover
-                pass
-            torch.set_num_threads(1)
-        return self
-
-    def __exit__(self, *exc):
-        if self._limits is not None:
-            self._limits.restore_original_limits()
-        torch.set_num_threads(self.prev)      # last: the caller's torch setting wins
-        return False
 
 
 def train_dsrsd(train, val=None, lambda_dec: float = 1e-2, lambda_orth: float = 1e-2, seed: int = 0,

@@ -101,10 +101,16 @@ class MultimodalModel(nn.Module):
                                  f"the model was built for {self.dims[m]}")
 
     def encode(self, batch: Batch) -> dict[str, Tensor]:
-        """Encoder features per modality, zeroed where the modality is missing."""
+        """Encoder features per modality, zero where the modality is missing. A missing
+        modality's values are replaced by zeros BEFORE its encoder, so garbage or NaN there
+        cannot leak into the output."""
         self.check_batch(batch)
-        return {m: self.encoders[m](batch.x[m]) * batch.mask(m)[:, None].to(batch.x[m].dtype)
-                for m in self.modalities}
+        h = {}
+        for m in self.modalities:
+            x, mk = batch.x[m], batch.mask(m)
+            x = torch.where(mk.view(-1, *([1] * (x.ndim - 1))), x, torch.zeros((), dtype=x.dtype, device=x.device))
+            h[m] = self.encoders[m](x) * mk[:, None].to(x.dtype)
+        return h
 
     def present(self, batch: Batch) -> Tensor:
         """bool [B, M] in this model's modality order."""

@@ -104,18 +104,6 @@ class LateFusion(MultimodalModel):
 # Fusion baselines without decomposition (specs/baselines.md): gated fusion, co-attention.
 # Both mask missing modalities (never a special code path), like DSRSD.
 
-def _masked_inputs(model: MultimodalModel, batch: Batch) -> dict[str, Tensor]:
-    """Encoder features with a missing modality's values replaced by zeros BEFORE encoding
-    (so garbage or NaN in an absent modality cannot leak) and its features zeroed."""
-    model.check_batch(batch)
-    h = {}
-    for m in model.modalities:
-        x, mk = batch.x[m], batch.mask(m)
-        x = torch.where(mk.view(-1, *([1] * (x.ndim - 1))), x, torch.zeros((), dtype=x.dtype, device=x.device))
-        h[m] = model.encoders[m](x) * mk[:, None].to(x.dtype)
-    return h
-
-
 class GatedFusion(MultimodalModel):
     """Gated fusion without shared/private decomposition:
 
@@ -134,7 +122,7 @@ class GatedFusion(MultimodalModel):
                                   nn.Linear(self.config.hidden, n_classes))
 
     def forward(self, batch: Batch) -> Output:
-        h = _masked_inputs(self, batch)
+        h = self.encode(batch)
         present = self.present(batch)
         logit = self.gate(torch.cat([h[m] for m in self.modalities], 1)).masked_fill(~present, float("-inf"))
         logit = torch.where(present.any(1, keepdim=True), logit, torch.zeros_like(logit))
@@ -178,7 +166,7 @@ class CoAttention(MultimodalModel):
         self.head = nn.Linear(d, n_classes)
 
     def forward(self, batch: Batch) -> Output:
-        h = _masked_inputs(self, batch)
+        h = self.encode(batch)
         present = self.present(batch)                                           # [B, M]
         B, M, d, H = len(batch), len(self.modalities), self.config.d, self.config.heads
         t = torch.stack([h[m] for m in self.modalities], 1) + self.embed        # [B, M, d]

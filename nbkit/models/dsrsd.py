@@ -108,17 +108,6 @@ class DSRSD(MultimodalModel):
                                   nn.Linear(c.hidden, n_classes))
 
     # ------------------------------------------------------------------ forward
-    def encode(self, batch: Batch) -> dict[str, Tensor]:
-        """Encoder features, zero where missing; a missing modality's values never reach
-        the encoder (garbage or NaN there cannot leak into the output)."""
-        self.check_batch(batch)
-        h = {}
-        for m in self.modalities:
-            x, mk = batch.x[m], batch.mask(m)
-            x = torch.where(mk.view(-1, *([1] * (x.ndim - 1))), x, torch.zeros((), dtype=x.dtype, device=x.device))
-            h[m] = self.encoders[m](x) * mk[:, None].to(x.dtype)
-        return h
-
     def streams(self, z: Tensor, m: str) -> tuple[Tensor, Tensor]:
         """(2)-(3): shared and private vectors of one modality's base projection z~."""
         s = z + self.R_sh(z) if self.config.residual else self.shared_mlp(z)
