@@ -201,3 +201,10 @@ def test_missing_modality_values_do_not_leak(splits):
     assert torch.allclose(m(b).logits, m(garbage).logits)
     nan = b.with_x({**b.x, "m2": torch.full_like(b.x["m2"], float("nan"))})
     assert torch.allclose(m(b).logits, m(nan).logits)          # NaN in an absent modality cannot leak
+
+
+def test_adam_family_uses_the_fused_kernel_and_sgd_keeps_momentum(splits):
+    m = EarlyFusion.for_dataset(splits[0])
+    assert Trainer(m, optimizer="adamw").make_optimizer().defaults["fused"] is True
+    sgd = Trainer(m, optimizer="sgd", lr=0.1, momentum=0.5).make_optimizer()
+    assert isinstance(sgd, torch.optim.SGD) and sgd.defaults["momentum"] == 0.5
