@@ -133,7 +133,7 @@ def summary_table(df: pd.DataFrame, by: Sequence[str] | str, values: Sequence[st
     mean, std, n = g.mean(), g.std().fillna(0.0), g.count()
     out = mean.copy().astype(object)
     for v in values:
-        out[v] = [f"{a:.{digits}f} ± {s:.{digits}f} (n={k})" for a, s, k in zip(mean[v], std[v], n[v])]
+        out[v] = [f"{a:.{digits}f} ± {s:.{digits}f} (n={k})" if k else "—" for a, s, k in zip(mean[v], std[v], n[v])]
     return out.reset_index()
 
 

@@ -94,6 +94,8 @@ def test_viz_functions_build_figures_from_tidy_data():
     assert list(c.data[-1].y) == pytest.approx([0.9, 0.4])
     t = viz.summary_table(df, "method", "acc")
     assert t.loc[0, "acc"].startswith("0.600 ± 0.141 (n=2)")
+    gap = viz.summary_table(df.assign(f1=[0.1, 0.2, np.nan, np.nan]), "method", "f1")
+    assert gap.loc[1, "f1"] == "—"                     # no value for a group: a dash, not "nan ± 0"
 
 
 # ------------------------------------------------------------------ claims

@@ -266,7 +266,7 @@ class StudyResult:
 
 def missing_modality_study(train, val, test, seeds: Sequence[int] = (0, 1, 2), epochs: int = 10,
                            batch_size: int = 64, variants: Sequence[str] = tuple(ABLATIONS),
-                           baselines: Sequence[str] = ("MM-late", "early fusion"),
+                           baselines: Sequence[str] = ("MM-late", "early fusion", "gated fusion", "co-attention"),
                            levels: Sequence[float] = ROBUSTNESS_LEVELS, metric: str = "auc",
                            progress: bool = True, dsrsd_config: dict | None = None,
                            train_missing_p: float = 0.0) -> StudyResult:
@@ -277,13 +277,14 @@ def missing_modality_study(train, val, test, seeds: Sequence[int] = (0, 1, 2), e
     every model trains with `ModalityDropout` at that probability (our addition)."""
     from tqdm.auto import tqdm
 
-    from ..models import EarlyFusion, LateFusion
+    from ..models import CoAttention, EarlyFusion, GatedFusion, LateFusion
     from ..models.dsrsd import DSRSD
 
     unknown = [v for v in variants if v not in ABLATIONS]
     if unknown:
         raise ValueError(f"unknown variants {unknown}; choose from {list(ABLATIONS)}")
-    base_cls = {"MM-late": LateFusion, "early fusion": EarlyFusion}
+    base_cls = {"MM-late": LateFusion, "early fusion": EarlyFusion, "gated fusion": GatedFusion,
+                "co-attention": CoAttention}
     unknown = [b for b in baselines if b not in base_cls]
     if unknown:
         raise ValueError(f"unknown baselines {unknown}; choose from {list(base_cls)}")
