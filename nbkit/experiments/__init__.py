@@ -30,14 +30,19 @@ def over_seeds(fn: Callable[[int], Any], seeds: Iterable[int], desc: str = "seed
 
 
 def fit(model_cls, train, val=None, seed: int = 0, regulator=None, model_kwargs: dict | None = None,
-        **train_kwargs):
-    """Build ``model_cls`` for ``train`` (seeded), train it, return ``(model, trainer)``."""
+        init_state: dict | None = None, **train_kwargs):
+    """Build ``model_cls`` for ``train`` (seeded), optionally load ``init_state`` (warm start),
+    train it on one CPU thread (these models are tiny; see `nbkit.train.one_thread`), and
+    return ``(model, trainer)``."""
     import torch
 
-    from ..train import Trainer
+    from ..train import Trainer, one_thread
 
     torch.manual_seed(int(seed))
     model = model_cls.for_dataset(train, **(model_kwargs or {}))
+    if init_state is not None:
+        model.load_state_dict(init_state)
     trainer = Trainer(model, regulator=regulator, seed=int(seed), **train_kwargs)
-    trainer.fit(train, val)
+    with one_thread(trainer.device.type == "cpu"):
+        trainer.fit(train, val)
     return model, trainer

@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 
 from ..data.batch import MultimodalDataset
-from ..train import one_thread
+from . import fit
 
 __all__ = ["split_by_student", "standardize", "click_profile", "method_table", "compare_methods",
            "OuladResult", "gain_over_best_baseline", "gate_summary"]
@@ -111,18 +111,6 @@ class OuladResult:
     gates: pd.DataFrame = field(default_factory=pd.DataFrame)  # seed, label, modality, gate
 
 
-def _fit(model_cls, kw, train, val, seed, epochs, batch_size, lr, patience):
-    from ..train import Trainer
-
-    torch.manual_seed(int(seed))
-    model = model_cls.for_dataset(train, **kw)
-    tr = Trainer(model, seed=int(seed), epochs=int(epochs), batch_size=int(batch_size), lr=float(lr),
-                 monitor="auc", patience=patience, progress=False)
-    with one_thread(tr.device.type == "cpu"):   # tiny models: a second thread mostly spins (ours)
-        tr.fit(train, val)
-    return model, tr
-
-
 def compare_methods(ds: MultimodalDataset, seeds: Sequence[int] = (0, 1, 2), epochs: int = 15,
                     batch_size: int = 64, lr: float = 1e-3, patience: int | None = 5,
                     lambda_dec: float = 1e-2, lambda_orth: float = 1e-2, d: int = 32, hidden: int = 64,
@@ -153,7 +141,8 @@ def compare_methods(ds: MultimodalDataset, seeds: Sequence[int] = (0, 1, 2), epo
         train, val, test = standardize(*split_by_student(ds, fractions, seed))
         for name in names:
             cls, kw, family = table[name]
-            model, tr = _fit(cls, kw, train, val, seed, epochs, batch_size, lr, patience)
+            model, tr = fit(cls, train, val, seed=seed, model_kwargs=kw, epochs=int(epochs), batch_size=int(batch_size),
+                              lr=float(lr), monitor="auc", patience=patience, progress=False)
             res = collect(model, test)
             met = classification_metrics(res["logits"], res["y"])
             rows.append({"seed": seed, "method": name, "family": family, "auc": met["auc"], "acc": met["acc"],

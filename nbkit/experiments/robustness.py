@@ -56,17 +56,11 @@ def train_model(model_cls, train: MultimodalDataset, val: MultimodalDataset | No
                 model_kwargs: dict | None = None, monitor: str = "auc", progress: bool = False, regulator=None):
     """Build ``model_cls`` for ``train`` (seeded), optionally load ``init_state`` (warm start),
     train with AdamW (the Trainer's defaults), return ``(model, trainer)``."""
-    from ..train import Trainer
+    from . import fit
 
-    torch.manual_seed(int(seed))
-    model = model_cls.for_dataset(train, **(model_kwargs or {}))
-    if init_state is not None:
-        model.load_state_dict(init_state)
-    trainer = Trainer(model, seed=int(seed), epochs=int(epochs), batch_size=int(batch_size), lr=lr,
-                      monitor=monitor, progress=progress, regulator=regulator)
-    with one_thread(trainer.device.type == "cpu"):
-        trainer.fit(train, val)
-    return model, trainer
+    return fit(model_cls, train, val, seed=seed, regulator=regulator, model_kwargs=model_kwargs,
+               init_state=init_state, epochs=int(epochs), batch_size=int(batch_size), lr=lr, monitor=monitor,
+               progress=progress)
 
 
 def train_dsrsd(train, val=None, lambda_dec: float = 1e-2, lambda_orth: float = 1e-2, seed: int = 0,
