@@ -4,8 +4,8 @@
     .venv/bin/python benchmarks/bench_dsrsd.py --n 8192 --dims 256 --d 128 --device cuda
 
 Every model trains on the same synthetic data (nbkit.data.make_synthetic, sizes printed) with
-the same batches: forward, its weighted loss terms, backward, AdamW step. Throughput is
-samples/s, the median over ``--repeats`` timed windows of ``--steps`` steps (each after
+the same batches through the Trainer's own step (forward, its weighted loss terms, backward,
+fused AdamW step, History row), so the figure is what training costs. Throughput is samples/s, the median over ``--repeats`` timed windows of ``--steps`` steps (each after
 ``--warmup`` untimed steps with a fresh AdamW), taken round-robin over the models. DSRSD-Net does more per step than the baselines (two streams, a gate and four
 auxiliary losses), so it is expected to be slower; the ratio is the number to read.
 """
@@ -15,6 +15,32 @@ import argparse
 import statistics
 import sys
 import time
+
+
+def throughput(model, ds, batch_size: int = 128, steps: int = 30, warmup: int = 5, repeats: int = 3,
+               lr: float = 1e-3) -> list[float]:
+    """Training samples/s of ``model`` through `nbkit.train.Trainer`'s own step, one value per
+    repeat of ``steps`` timed steps after ``warmup`` untimed ones (a fresh optimizer first).
+    Batches cycle over ``ds`` in a fixed order, so every model sees the same data."""
+    from nbkit.train import Trainer
+
+    if len(ds) < batch_size:
+        raise ValueError(f"ds has {len(ds)} samples, fewer than batch_size={batch_size}")
+    trainer = Trainer(model, lr=lr, batch_size=batch_size, progress=False, threads=None,
+                      device=str(next(model.parameters()).device))
+    trainer.optimizer = trainer.make_optimizer()
+    trainer.regulator.attach(model, trainer)
+    model.train()
+    batches = list(ds.batches(batch_size, drop_last=True))
+    for i in range(warmup):
+        trainer._step(batches[i % len(batches)], 0)
+    rates = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for i in range(steps):
+            trainer._step(batches[i % len(batches)], 0)
+        rates.append(steps * batch_size / (time.perf_counter() - t0))
+    return rates
 
 
 def main(argv=None) -> int:
@@ -48,7 +74,6 @@ def main(argv=None) -> int:
 
     from nbkit import models as zoo
     from nbkit.data import make_synthetic
-    from nbkit.experiments.dsrsd import throughput
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)

@@ -33,7 +33,9 @@ def main(argv=None) -> dict:
 
     import numpy as np
 
-    from nbkit.experiments.robustness import make_data, one_thread, train_dsrsd
+    from nbkit.experiments import fit
+    from nbkit.experiments.nb02_decorrelation import make_data
+    from nbkit.models.dsrsd import DSRSD
     from nbkit.widgets import PANEL_LAMBDAS, lambda_panel
 
     train, val, _ = make_data(n=2000, seed=0)
@@ -57,31 +59,25 @@ def main(argv=None) -> dict:
     lat = np.asarray(moves)
     res = {"build_s": build, "moves": args.moves, "median_s": float(np.median(lat)),
            "p90_s": float(np.percentile(lat, 90)), "max_s": float(lat.max()),
-           "panel": dict(n_train=len(panel.train), n_eval=len(panel.val), epochs=panel.epochs,
-                         d=panel.config["d"])}
+           "panel": dict(n_train=len(panel.train), n_eval=len(panel.val), epochs=panel.train_config.epochs,
+                         d=panel.config.d)}
     naive, naive_default = [], []
     for i in range(args.naive):
         ld = PANEL_LAMBDAS[i % len(PANEL_LAMBDAS)]
+        big = dict(epochs=10, batch_size=64, monitor="auc", progress=False)
         t = time.perf_counter()
-        with one_thread():
-            train_dsrsd(train, val, lambda_dec=ld, lambda_orth=1e-2, seed=args.seed, epochs=10)
+        fit(DSRSD, train, val, seed=args.seed, config=dict(lambda_dec=ld, lambda_orth=1e-2), train_config=big)
         naive.append(time.perf_counter() - t)
-        # the same with torch's default thread count (what a plain Trainer call gets)
-        import torch
-
-        from nbkit.models.dsrsd import DSRSD
-        from nbkit.train import Trainer
-
+        # the same with torch's default thread count (TrainConfig(threads=None))
         t = time.perf_counter()
-        torch.manual_seed(args.seed)
-        model = DSRSD.for_dataset(train, lambda_dec=ld, lambda_orth=1e-2)
-        Trainer(model, epochs=10, batch_size=64, monitor="auc", progress=False, seed=args.seed).fit(train, val)
+        fit(DSRSD, train, val, seed=args.seed, config=dict(lambda_dec=ld, lambda_orth=1e-2),
+            train_config=dict(big, threads=None))
         naive_default.append(time.perf_counter() - t)
     if naive:
         res.update(naive_median_s=statistics.median(naive), naive_runs=len(naive),
                    speedup=statistics.median(naive) / res["median_s"],
                    naive_default_threads_median_s=statistics.median(naive_default),
-                   torch_default_threads=torch.get_num_threads())
+                   torch_default_threads=__import__("torch").get_num_threads())
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     print(f"panel build (first draw, includes imports/warm-up): {build:.2f} s")
     print(f"panel update over {args.moves} slider moves: median {res['median_s']:.2f} s, "

@@ -17,23 +17,20 @@ import time
 
 import torch
 
-from nbkit.experiments import balance as B
+from nbkit.experiments import fit
+from nbkit.experiments import nb05_balance as B
 from nbkit.models import EarlyFusion
-from nbkit.regulate import Regulator
-from nbkit.train import Trainer
+from nbkit.regulate import make_regulator
 
-METHODS = {"joint (no regulator)": lambda s: None, "joint + GradMonitor (logs only)": lambda s: B.METHODS["joint"](s),
-           **{k: v for k, v in B.METHODS.items() if k != "joint"},
-           "RedReg paper projection": B.ABLATIONS["paper projection"]}
+METHODS = {"joint (no regulator)": lambda s: None,
+           "joint + GradMonitor (logs only)": lambda s: make_regulator("joint", seed=s),
+           **{k: (lambda s, k=k: make_regulator(k, seed=s)) for k in B.METHODS if k != "joint"},
+           "RedReg paper projection": lambda s: B.regulator_for("paper projection", s)}
 
 
 def time_one(factory, data, seed: int, epochs: int) -> float:
-    train = data[0]
-    torch.manual_seed(seed)
-    model = EarlyFusion.for_dataset(train, **B.MODEL_KW)
-    reg = factory(seed)
-    tr = Trainer(model, regulator=reg, seed=seed, progress=False, **{**B.TRAIN_KW, "epochs": epochs})
-    tr.fit(train)
+    _, tr = fit(EarlyFusion, data[0], seed=seed, config=B.MODEL, regulator=factory(seed),
+                train_config=dict(B.TRAIN, epochs=epochs, threads=None))   # threads: set once in main
     return 1000.0 * tr.train_time_s / max(tr.step, 1)
 
 
@@ -61,8 +58,8 @@ def main(argv=None) -> int:
         for k in order:
             times[k].append(time_one(METHODS[k], data, 0, args.epochs))
     base = statistics.median(times[names[0]])
-    steps = data[0].n_batches(B.TRAIN_KW["batch_size"], drop_last=True) * args.epochs
-    print(f"data: {args.source} train n={len(data[0])}, {steps} steps per run, batch {B.TRAIN_KW['batch_size']}, "
+    steps = data[0].n_batches(B.TRAIN["batch_size"], drop_last=True) * args.epochs
+    print(f"data: {args.source} train n={len(data[0])}, {steps} steps per run, batch {B.TRAIN['batch_size']}, "
           f"{args.repeats} round-robin repeats, torch threads {args.threads}; total {time.perf_counter() - t0:.1f} s")
     print(f"{'method':34s} {'ms/step (median)':>17s} {'min':>7s} {'max':>7s} {'x joint':>8s}")
     for k in names:

@@ -84,8 +84,13 @@ def _link_latest(runs: Path, run_dir: Path) -> None:
 
 def reproduce(profile: str = "quick", seeds: list[int] | None = None, notebooks: str | None = None,
               out: str | os.PathLike = "runs", only: list[str] | None = None, timeout: int | None = None,
-              progress: bool = True) -> tuple[Path, list[NotebookResult]]:
-    """Run the notebooks; return the run folder and one result per notebook."""
+              progress: bool = True, threads: int = 1) -> tuple[Path, list[NotebookResult]]:
+    """Run the notebooks; return the run folder and one result per notebook.
+
+    ``threads``: CPU threads of every notebook kernel (OMP/MKL/OpenBLAS), the run's one thread
+    policy: 1 (default) makes every number independent of the machine's core count and is
+    the fastest for these small models on a shared 2-core CPU (training alone is held to
+    `TrainConfig.threads` anyway)."""
     import papermill as pm
 
     from .claims import COLUMNS
@@ -105,6 +110,8 @@ def reproduce(profile: str = "quick", seeds: list[int] | None = None, notebooks:
     claims = run_dir / "claims.csv"
     claims.write_text(",".join(COLUMNS) + "\n")
     os.environ["NBKIT_CLAIMS"] = str(claims)
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(int(threads))
     # plotly figures embed plotly.js once per notebook so the HTML works offline
     os.environ.setdefault("PLOTLY_RENDERER", "plotly_mimetype+notebook")
     params: dict = {"profile": profile}
@@ -180,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     rp.add_argument("--out", default="runs", help="where run folders go (default: runs/)")
     rp.add_argument("--only", nargs="+", default=None, help="notebook numbers or names to run (e.g. 00 03)")
     rp.add_argument("--timeout", type=int, default=None, help="seconds allowed per cell")
+    rp.add_argument("--threads", type=int, default=1,
+                    help="CPU threads per notebook kernel (default 1: same numbers on any machine, fastest here)")
     sub.add_parser("list", help="list the notebooks in order")
     args = ap.parse_args(argv)
     if args.cmd == "list":
@@ -187,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
             print(p.name)
         return 0
     try:
-        run_dir, results = reproduce(args.profile, args.seeds, args.notebooks, args.out, args.only, args.timeout)
+        run_dir, results = reproduce(args.profile, args.seeds, args.notebooks, args.out, args.only, args.timeout,
+                                     threads=args.threads)
     except (ValueError, FileNotFoundError) as exc:
         print(f"nbkit reproduce: {exc}", file=sys.stderr)
         return 2

@@ -1,5 +1,7 @@
-"""Metrics and protocols: accuracy/AUC, running a model over a dataset, linear probes,
-2-D projections (PCA, t-SNE, UMAP; UMAP imported lazily, it compiles with numba)."""
+"""Metrics and protocols (docs/ARCHITECTURE.md): accuracy/AUC, running a model over a
+dataset, linear probes, 2-D projections (PCA, t-SNE, UMAP; UMAP imported lazily, it compiles
+with numba), missing-modality robustness curves (MultiBench), shared-space disentanglement
+diagnostics, and cross-modal retrieval (R@k, median rank, rSum)."""
 from __future__ import annotations
 
 from typing import Any
@@ -12,7 +14,8 @@ from .data.batch import MultimodalDataset
 
 __all__ = ["accuracy", "auc", "classification_metrics", "collect", "linear_probe", "probe_table",
            "project_2d", "ROBUSTNESS_LEVELS", "robustness_curve", "relative_robustness",
-           "effective_robustness"]
+           "effective_robustness", "shared_matrix", "shared_correlation", "stream_diagnostics",
+           "retrieval_metrics"]
 
 
 def _np(a) -> np.ndarray:
@@ -235,3 +238,119 @@ def robustness_curve(model, ds: MultimodalDataset, levels=None, kind: str = "mis
         m = classification_metrics(res["logits"], res["y"])
         rows.append({"level": float(level), "metric": metric, "value": m[metric], "acc": m["acc"]})
     return pd.DataFrame(rows)
+
+
+# ------------------------------------------------- disentanglement: shared-space diagnostics
+def shared_matrix(res: dict) -> torch.Tensor:
+    """Shared vectors of every present (sample, modality), stacked: [sum_m N_m, d]
+    (the "stacked shared batch S" of DSRSD-Net, docs/methods/dsrsd.md). ``res`` is `nbkit.evaluate.collect` output."""
+    if not res.get("shared"):
+        raise ValueError("the model's Output has no shared representations (Output.shared is empty); "
+                         "shared-space diagnostics need a model with a shared stream, e.g. DSRSD")
+    mods = list(res["shared"])
+    pres = res["present"]
+    return torch.cat([res["shared"][m][pres[:, i]] for i, m in enumerate(mods)], 0)
+
+
+def shared_correlation(model_or_res, ds: MultimodalDataset | None = None) -> np.ndarray:
+    """Correlation matrix [d, d] of the stacked shared space on ``ds`` (standardised, Bessel)."""
+    from .losses import covariance
+
+    res = model_or_res if isinstance(model_or_res, dict) else collect(model_or_res, ds)
+    return covariance(shared_matrix(res)).numpy()
+
+
+def stream_diagnostics(model, ds: MultimodalDataset, seed: int = 0, probes: bool = True) -> dict[str, float]:
+    """Task and disentanglement numbers of one trained model on ``ds``:
+
+    acc, auc; offdiag = L_dec of the stacked shared space (mean squared off-diagonal
+    correlation); orth = L_orth summed over modalities; with ``probes`` (synthetic data with
+    known factors): R^2 of ridge probes from each modality's shared stream to the true shared
+    factors (``r2_shared``) and to its true private factors (``r2_shared_to_private``), from the
+    private stream to its private factors (``r2_private``), and ``disentanglement`` =
+    r2_shared - r2_shared_to_private (high: the shared stream holds shared, not private, content).
+    """
+    from .losses import decorrelation, orthogonality
+
+    res = collect(model, ds)
+    out = classification_metrics(res["logits"], res["y"])
+    S = shared_matrix(res)
+    out["offdiag"] = float(decorrelation(S))
+    mods = list(res["shared"])
+    orth = 0.0
+    for i, m in enumerate(mods):
+        k = res["present"][:, i]
+        if m in res.get("private", {}) and int(k.sum()) >= 2:
+            orth += float(orthogonality(res["shared"][m][k], res["private"][m][k]))
+    out["orth"] = orth
+    if probes and "shared" in ds.factors:
+        r2s, r2sp, r2p = [], [], []
+        for i, m in enumerate(mods):
+            k = res["present"][:, i]
+            fs, fp = ds.factors["shared"][k], ds.factors.get(f"private/{m}")
+            r2s.append(linear_probe(res["shared"][m][k], fs, kind="regression", seed=seed))
+            if fp is not None:
+                r2sp.append(linear_probe(res["shared"][m][k], fp[k], kind="regression", seed=seed))
+                if m in res.get("private", {}):
+                    r2p.append(linear_probe(res["private"][m][k], fp[k], kind="regression", seed=seed))
+        out["r2_shared"] = float(np.mean(r2s))
+        if r2sp:
+            out["r2_shared_to_private"] = float(np.mean(r2sp))
+            out["disentanglement"] = out["r2_shared"] - out["r2_shared_to_private"]
+        if r2p:
+            out["r2_private"] = float(np.mean(r2p))
+    return out
+
+
+# ------------------------------------------------------------------------------- retrieval
+def retrieval_metrics(a, b, ks=(1, 5, 10), similarity: str = "cosine", names: tuple[str, str] = ("a", "b")) -> dict[str, float]:
+    """Cross-modal retrieval between paired rows: row i of ``a`` [N, d] and row i of ``b``
+    [N, d'] are the same item (compare d == d' unless ``similarity="precomputed"``, where
+    ``a`` is the [N, N] similarity matrix, rows = queries of ``a``, columns = items of ``b``).
+
+    For each direction (a->b: each row of ``a`` queries all of ``b``, and b->a) the rank of
+    the true partner (1 = best; ties count against the query: every other item scoring at
+    least as high ranks before it): R@k in percent, median rank and mean rank; plus
+    ``rsum`` = the sum of R@k over both directions (VSE convention). Keys:
+    ``"{a}->{b} R@1"``, ..., ``"{a}->{b} medr"``, ``"{a}->{b} meanr"``, the same for
+    ``"{b}->{a}"``, and ``"rsum"``."""
+    from ._checks import check_choice, check_finite, check_int
+
+    check_choice("similarity", similarity, ("cosine", "dot", "precomputed"))
+    A = torch.as_tensor(_np(a), dtype=torch.float64)
+    if similarity == "precomputed":
+        if A.ndim != 2 or A.shape[0] != A.shape[1] or A.shape[0] < 2:
+            raise ValueError(f"a must be a square [N, N] similarity matrix with N >= 2 when similarity='precomputed', "
+                             f"got {tuple(A.shape)}")
+        check_finite("a", A)
+        S = A
+    else:
+        B = torch.as_tensor(_np(b), dtype=torch.float64)
+        if A.ndim != 2 or B.ndim != 2:
+            raise ValueError(f"a and b must be [N, d] embedding matrices, got {tuple(A.shape)} and {tuple(B.shape)}")
+        if A.shape != B.shape:
+            raise ValueError(f"a and b must have the same shape [N, d] (row i of each is the same item), "
+                             f"got {tuple(A.shape)} and {tuple(B.shape)}")
+        if A.shape[0] < 2:
+            raise ValueError(f"a and b must hold at least 2 paired rows, got {A.shape[0]}")
+        check_finite("a", A), check_finite("b", B)
+        if similarity == "cosine":
+            A = A / A.norm(dim=1, keepdim=True).clamp_min(1e-12)
+            B = B / B.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        S = A @ B.T
+    ks = [check_int("ks[i]", k, 1) for k in ks]
+    if not ks:
+        raise ValueError("ks must hold at least one k, got []")
+    out: dict[str, float] = {}
+    rsum = 0.0
+    for name, M in ((f"{names[0]}->{names[1]}", S), (f"{names[1]}->{names[0]}", S.T)):
+        true = M.diagonal()[:, None]
+        ranks = (M >= true).sum(1).double()          # 1 + number of others at least as similar
+        for k in ks:
+            r = float((ranks <= k).double().mean() * 100)
+            out[f"{name} R@{k}"] = r
+            rsum += r
+        out[f"{name} medr"] = float(ranks.median())
+        out[f"{name} meanr"] = float(ranks.mean())
+    out["rsum"] = rsum
+    return out

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import copy
-import math
 import os
 import random
 import tempfile
@@ -27,10 +26,11 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from ._checks import check_choice, check_int, check_number
 from .data.batch import MultimodalDataset
 
-__all__ = ["TrainConfig", "Trainer", "History", "seed_everything", "pick_device",
-           "save_checkpoint", "load_checkpoint", "one_thread"]
+__all__ = ["TrainConfig", "Trainer", "History", "TrainingDiverged", "seed_everything", "pick_device",
+           "save_checkpoint", "load_checkpoint", "cpu_threads"]
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -51,25 +51,26 @@ def pick_device(device: str | torch.device = "auto") -> torch.device:
     return dev
 
 
-class one_thread:
-    """Run torch on one CPU thread inside the block (restored after). These models are tiny:
-    on a busy 2-core machine a second OpenMP thread mostly spins; we measured a DSRSD step at
-    ~4 ms on 1 thread and 18-75 ms on 2 threads while other jobs shared the cores."""
+class cpu_threads:
+    """Run torch (and numpy/sklearn BLAS) on ``n`` CPU threads inside the block, restoring the
+    caller's settings after; ``n=None`` changes nothing. The Trainer's ``threads`` setting
+    uses it: these models are tiny, and on a busy 2-core machine a second OpenMP thread mostly
+    spins (we measured a DSRSD step at ~4 ms on 1 thread and 18-75 ms on 2 threads while other
+    jobs shared the cores)."""
 
-    def __init__(self, active: bool = True):
-        self.active = bool(active)
+    def __init__(self, n: int | None = 1):
+        self.n = check_int("threads", n, 1, none_ok=True)
 
     def __enter__(self):
         self.prev = torch.get_num_threads()
         self._limits = None
-        if self.active:
-            try:  # numpy/sklearn BLAS and OpenMP too (threadpoolctl comes with scikit-learn);
-                # taken BEFORE torch's change so that it records the caller's thread counts
+        if self.n is not None:
+            try:  # taken BEFORE torch's change so that it records the caller's thread counts
                 from threadpoolctl import threadpool_limits
-                self._limits = threadpool_limits(1)
+                self._limits = threadpool_limits(self.n)
             except ImportError:  # pragma: no cover
                 pass
-            torch.set_num_threads(1)
+            torch.set_num_threads(self.n)
         return self
 
     def __exit__(self, *exc):
@@ -136,17 +137,36 @@ class History:
 
 
 # ------------------------------------------------------------------------ checkpoints
+def _model_identity(model: torch.nn.Module) -> dict:
+    """What a checkpoint must agree on before its weights may load into ``model``."""
+    ident = {"class": f"{type(model).__module__}.{type(model).__qualname__}"}
+    if hasattr(model, "config") and hasattr(model.config, "to_dict"):
+        ident["config"] = model.config.to_dict()
+    if hasattr(model, "modalities"):
+        ident["modalities"] = list(model.modalities)
+    if hasattr(model, "dims"):
+        ident["dims"] = {m: list(d) for m, d in model.dims.items()}
+    if hasattr(model, "n_classes"):
+        ident["n_classes"] = int(model.n_classes)
+    return ident
+
+
 def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, optimizer=None, **meta) -> Path:
     """Write atomically: a temp file in the same folder, then ``os.replace``.
 
-    ``meta`` must hold plain python values (numbers, strings, lists, dicts) so the file
-    loads with ``torch.load(weights_only=True)``.
+    The file carries the weights, the model's identity (class, config, modality order and
+    per-modality shapes, number of classes), the nbkit version and ``meta``, which must hold
+    plain python values (numbers, strings, lists, dicts) so the file loads with
+    ``torch.load(weights_only=True)``.
     """
+    from . import __version__
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {"model": model.state_dict(), "meta": meta}
-    if hasattr(model, "config") and hasattr(model.config, "to_dict"):
-        state["config"] = model.config.to_dict()
+    ident = _model_identity(model)
+    state = {"model": model.state_dict(), "meta": meta, "identity": ident, "nbkit_version": __version__}
+    if "config" in ident:
+        state["config"] = ident["config"]
     if optimizer is not None:
         state["optimizer"] = optimizer.state_dict()
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
@@ -161,12 +181,33 @@ def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, optimizer=N
 
 
 def load_checkpoint(path: str | os.PathLike, model: torch.nn.Module | None = None, map_location="cpu") -> dict:
-    """Load with ``weights_only=True`` (no arbitrary code); fill ``model`` when given."""
+    """Load with ``weights_only=True`` (no arbitrary code); fill ``model`` when given.
+
+    Before any weight is copied, the checkpoint's model identity (class, config, modality
+    order, shapes, classes) is compared with ``model``'s: a difference is a ValueError that
+    lists what differs (a model built with its modalities in another order would otherwise
+    load silently and mix up the encoders)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
-    state = torch.load(path, map_location=map_location, weights_only=True)
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - every unreadable file gets the same clear error
+        raise ValueError(f"checkpoint {str(path)!r} could not be read ({type(exc).__name__}: {exc}); "
+                         f"is it a file written by nbkit.train.save_checkpoint?") from exc
+    if not isinstance(state, dict) or "model" not in state:
+        raise ValueError(f"checkpoint {str(path)!r} is not an nbkit checkpoint (no 'model' entry)")
     if model is not None:
+        saved = state.get("identity")
+        if saved is None:
+            raise ValueError(f"checkpoint {str(path)!r} carries no model identity (written before nbkit "
+                             f"checkpoints recorded class, config and modality order); it cannot be checked "
+                             f"against {type(model).__name__}")
+        now = _model_identity(model)
+        diffs = [f"{k}: checkpoint {saved.get(k)!r} vs model {now.get(k)!r}"
+                 for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)]
+        if diffs:
+            raise ValueError(f"checkpoint {str(path)!r} does not match this model:\n  " + "\n  ".join(diffs))
         model.load_state_dict(state["model"])
     return state
 
@@ -186,39 +227,63 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     amp: bool = True                   # bf16 autocast, CUDA only
-    grad_clip: float | None = None
+    grad_clip: float | None = None     # max global gradient norm; None = off
     checkpoint: str | None = None      # path of the best checkpoint (atomic writes)
     restore_best: bool = True
     progress: bool = True
     drop_last: bool = True
     eval_batch_size: int = 1024
+    threads: int | None = 1            # CPU threads while training (1: fastest for these small models
+                                       # on a shared 2-core CPU, measured); None leaves torch's setting
 
     def __post_init__(self):
-        if self.epochs < 1:
-            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
-        if self.batch_size < 2:
-            raise ValueError(f"batch_size must be >= 2 (batch statistics need 2 samples), got {self.batch_size}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        if self.optimizer not in ("adamw", "adam", "sgd"):
-            raise ValueError(f"optimizer must be 'adamw', 'adam' or 'sgd', got {self.optimizer!r}")
-        if self.mode not in ("max", "min"):
-            raise ValueError(f"mode must be 'max' or 'min', got {self.mode!r}")
+        self.epochs = check_int("epochs", self.epochs, 1)
+        self.batch_size = check_int("batch_size", self.batch_size, 2)   # batch statistics need 2 samples
+        self.lr = check_number("lr", self.lr, 0.0, lo_open=True)
+        self.weight_decay = check_number("weight_decay", self.weight_decay, 0.0)
+        self.optimizer = check_choice("optimizer", self.optimizer, ("adamw", "adam", "sgd"))
+        self.momentum = check_number("momentum", self.momentum, 0.0, 1.0, hi_open=True)
+        self.patience = check_int("patience", self.patience, 0, none_ok=True)
+        if not isinstance(self.monitor, str) or not self.monitor:
+            raise ValueError(f"monitor must be the name of a validation metric (e.g. 'acc', 'auc'), got {self.monitor!r}")
+        self.mode = check_choice("mode", self.mode, ("max", "min"))
+        self.seed = check_int("seed", self.seed)
+        if str(self.device) != "auto":
+            try:
+                torch.device(self.device)
+            except (RuntimeError, TypeError):
+                raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}") from None
+        self.grad_clip = check_number("grad_clip", self.grad_clip, 0.0, lo_open=True, none_ok=True)
+        self.eval_batch_size = check_int("eval_batch_size", self.eval_batch_size, 1)
+        self.threads = check_int("threads", self.threads, 1, none_ok=True)
+
+
+class TrainingDiverged(FloatingPointError):
+    """A loss term or a parameter became NaN/inf. The message names the term(s), their
+    weights and the likely cause; the model was restored to its best (or initial) state."""
 
 
 class Trainer:
     """Train any `MultimodalModel` (optionally with a `Regulator`) on a `MultimodalDataset`."""
 
     def __init__(self, model, config: TrainConfig | None = None, regulator=None, **overrides):
+        from .regulate import Regulator
+
+        if not isinstance(model, torch.nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module (an nbkit model), got {type(model).__name__}")
+        if config is not None and not isinstance(config, TrainConfig):
+            raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
         config = config or TrainConfig()
         if overrides:
             unknown = set(overrides) - {f.name for f in fields(config)}
             if unknown:
-                raise TypeError(f"unknown TrainConfig fields {sorted(unknown)}")
+                raise TypeError(f"unknown TrainConfig fields {sorted(unknown)}; known: {[f.name for f in fields(config)]}")
             config = TrainConfig(**{**asdict(config), **overrides})
+        if regulator is not None and not isinstance(regulator, Regulator):
+            raise TypeError(f"regulator must be an nbkit.regulate.Regulator, got {type(regulator).__name__}")
         self.config = config
         self.model = model
-        self.regulator = regulator
+        self.regulator = regulator if regulator is not None else Regulator()   # the do-nothing one
         self.device = pick_device(config.device)
         self.history = History()
         self.best_epoch: int | None = None
@@ -231,6 +296,8 @@ class Trainer:
     def make_optimizer(self):
         c = self.config
         params = [p for p in self.model.parameters() if p.requires_grad]
+        if not params:
+            raise ValueError(f"{type(self.model).__name__} has no trainable parameters")
         if c.optimizer == "sgd":
             return torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
         cls = torch.optim.AdamW if c.optimizer == "adamw" else torch.optim.Adam
@@ -248,109 +315,171 @@ class Trainer:
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return torch.autocast("cpu", enabled=False)
 
+    def loss_weights(self) -> dict[str, float]:
+        """Every term's weight: the model config's (``lambda_<term>``), then the regulator's."""
+        return {**self.model.loss_weights(), **self.regulator.weights}
+
     def weighted_loss(self, terms: dict[str, Tensor], extra_weights: dict[str, float] | None = None) -> Tensor:
-        w = {**self.model.loss_weights(), **(extra_weights or {})}
+        """sum_k w_k term_k over the terms whose weight is not 0 (weights: `loss_weights`,
+        then ``extra_weights``). A NaN/inf term raises `TrainingDiverged` (see `_diverged`)."""
+        w = {**self.loss_weights(), **(extra_weights or {})}
+        bad = [k for k, v in terms.items() if not torch.isfinite(v).all()]
+        if bad:
+            self._diverged(terms, w, bad)
         total = None
         for k, v in terms.items():
-            if not torch.isfinite(v).all():
-                raise FloatingPointError(f"loss term {k!r} became {v.item()} at step {self.step}; "
-                                         f"lower the learning rate or its weight")
             wk = w.get(k, 1.0)
             if wk == 0:
                 continue
             total = v * wk if total is None else total + v * wk
         return total if total is not None else sum(terms.values())
 
+    # -- divergence ----------------------------------------------------------------
+    def _diverged(self, terms: dict[str, Tensor] | None, weights: dict[str, float], bad: list[str]):
+        """Restore the best (else the initial) state, then raise `TrainingDiverged` naming the
+        non-finite terms, every term's weight and the likely cause: the term whose WEIGHTED
+        value was largest at the last finite step (a diverging term poisons every other one
+        within a step, so the first non-finite name is rarely the culprit)."""
+        c = self.config
+        where = f"at step {self.step} (epoch {self._epoch})"
+        what = ", ".join(f"{k}={float(terms[k].detach().float().mean()) if terms else float('nan')}" for k in bad) \
+            if terms else "parameters"
+        last = self._last_weighted or {}
+        culprit = max(last, key=lambda k: abs(last[k])) if last else (bad[0] if bad else None)
+        wname = (lambda k: "weight 1 (the task term)" if k == "task" else f"lambda_{k}={weights.get(k, 1.0):g}")
+        lines = [f"training diverged {where}: {'loss term(s) ' + what if terms else 'a parameter became NaN/inf'}."]
+        if last:
+            lines.append("weighted terms at the last finite step: "
+                         + ", ".join(f"{k}={v:.3g} ({wname(k)})" for k, v in last.items()) + ".")
+        if culprit is not None and culprit != "task":
+            lines.append(f"likely cause: the term {culprit!r} with {wname(culprit)} dominates the loss; "
+                         f"lower lambda_{culprit} (or the learning rate lr={c.lr:g}, or set grad_clip).")
+        else:
+            lines.append(f"likely cause: the learning rate lr={c.lr:g} is too high for this model/optimizer "
+                         f"({c.optimizer}); lower it or set grad_clip.")
+        if self._best_state is not None:
+            self.model.load_state_dict(self._best_state)
+            lines.append(f"the model was restored to its best state (epoch {self.best_epoch}).")
+        elif self._init_state is not None:
+            self.model.load_state_dict(self._init_state)
+            lines.append("the model was restored to its state before training (no validated epoch yet).")
+        raise TrainingDiverged(" ".join(lines))
+
+    def _check_parameters(self) -> None:
+        bad = [n for n, p in self.model.named_parameters() if not torch.isfinite(p).all()]
+        if bad:
+            self._diverged(None, self.loss_weights(), [])
+
     # -- main loop ---------------------------------------------------------------
     def fit(self, train: MultimodalDataset, val: MultimodalDataset | None = None) -> History:
+        """for each epoch: for each batch: forward, terms, backward, regulate, step;
+        validate; stop early; then restore the best state."""
         from tqdm.auto import tqdm
 
         c, model, reg = self.config, self.model, self.regulator
-        if not isinstance(train, MultimodalDataset):
-            raise TypeError(f"train must be a MultimodalDataset, got {type(train).__name__}")
-        if len(train) < 2:
-            raise ValueError(f"train has {len(train)} samples; need at least 2")
+        self._check_data(train, val)
         g = seed_everything(c.seed)
         model.to(self.device)
-        opt = self.make_optimizer()
-        self.optimizer = opt
-        if reg is not None:
-            reg.attach(model, self)
-        best, best_state, bad = None, None, 0
+        self.optimizer = self.make_optimizer()
+        reg.attach(model, self)
+        self._best, self._best_state, self._bad_epochs, self._epoch = None, None, 0, 0
+        self._init_state = copy.deepcopy(model.state_dict())
+        self._last_weighted: dict[str, float] = {}
         n_batches = train.n_batches(c.batch_size, c.drop_last)
         bar = tqdm(total=c.epochs * n_batches, disable=not c.progress, desc=type(model).__name__, leave=False)
         t0 = time.perf_counter()
-        for epoch in range(c.epochs):
-            model.train()
-            if reg is not None:
-                reg.on_epoch_start(epoch, c.epochs)
-            for batch in train.batches(c.batch_size, shuffle=True, generator=g, drop_last=c.drop_last):
-                batch = batch.to(self.device)
-                if reg is not None:
-                    batch = reg.prepare_batch(batch, epoch)
-                with self._autocast():
-                    out = model(batch)
-                    terms = model.loss_terms(batch, out)
-                    if reg is not None:
-                        terms.update(reg.extra_terms(batch, out))
-                loss = self.weighted_loss(terms, reg.weights if reg is not None else None)
-                opt.zero_grad(set_to_none=True)
-                handled = reg.backward(loss, terms, batch, out) if reg is not None else False
-                if not handled:
-                    loss.backward()
-                diag = reg.after_backward(batch, out, terms) if reg is not None else {}
-                if c.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), c.grad_clip)
-                opt.step()
-                if reg is not None:
-                    reg.after_step()
-                self.step += 1
-                self.samples_seen += len(batch)
-                vals = torch.stack([loss.detach().float()] + [v.detach().float() for v in terms.values()]).tolist()
-                row = {"loss": vals[0], **{f"loss/{k}": v for k, v in zip(terms, vals[1:])}}
-                row.update({f"reg/{k}": v for k, v in (diag or {}).items()})
-                self.history.log(self.step, epoch, "train", row)
-                bar.update(1)
-                bar.set_postfix(epoch=epoch, loss=f"{vals[0]:.3f}", refresh=False)
-            if reg is not None:
-                self.history.log(self.step, epoch, "train", {f"reg/{k}": v for k, v in (reg.on_epoch_end(epoch) or {}).items()})
-            if val is not None:
-                metrics = self.evaluate(val)
-                self.history.log(self.step, epoch, "val", metrics)
-                score = metrics.get(c.monitor)
-                if score is None:
-                    raise KeyError(f"monitor={c.monitor!r} is not among validation metrics {sorted(metrics)}")
-                better = best is None or (score > best if c.mode == "max" else score < best)
-                if better:
-                    best, bad, self.best_epoch = score, 0, epoch
-                    best_state = copy.deepcopy(model.state_dict())
-                    if c.checkpoint:
-                        save_checkpoint(c.checkpoint, model, epoch=epoch, best=float(score), monitor=c.monitor)
-                else:
-                    bad += 1
-                    if c.patience is not None and bad > c.patience:
+        try:
+            with cpu_threads(c.threads if self.device.type == "cpu" else None):
+                for epoch in range(c.epochs):
+                    self._epoch = epoch
+                    model.train()
+                    reg.on_epoch_start(epoch, c.epochs)
+                    for batch in train.batches(c.batch_size, shuffle=True, generator=g, drop_last=c.drop_last):
+                        loss = self._step(batch, epoch)
+                        bar.update(1)
+                        bar.set_postfix(epoch=epoch, loss=f"{loss:.3f}", refresh=False)
+                    self._check_parameters()
+                    self.history.log(self.step, epoch, "train",
+                                     {f"reg/{k}": v for k, v in (reg.on_epoch_end(epoch) or {}).items()})
+                    if val is not None and self._validate(val, epoch):
                         self.stopped_epoch = epoch
                         break
-        bar.close()
-        self.train_time_s += time.perf_counter() - t0
-        if c.restore_best and best_state is not None:
-            model.load_state_dict(best_state)
+        finally:
+            bar.close()
+            self.train_time_s += time.perf_counter() - t0
+        if c.restore_best and self._best_state is not None:
+            model.load_state_dict(self._best_state)
         elif c.checkpoint and val is None:
             save_checkpoint(c.checkpoint, model, epoch=c.epochs - 1)
         return self.history
 
+    def _check_data(self, train, val) -> None:
+        if not isinstance(train, MultimodalDataset):
+            raise TypeError(f"train must be a MultimodalDataset, got {type(train).__name__}")
+        if len(train) < 2:
+            raise ValueError(f"train must hold at least 2 samples, got {len(train)}")
+        if val is not None:
+            if not isinstance(val, MultimodalDataset):
+                raise TypeError(f"val must be a MultimodalDataset or None, got {type(val).__name__}")
+            if len(val) == 0:
+                raise ValueError("val must hold at least 1 sample (or pass val=None to train without validation)")
+            if val.modalities != train.modalities:
+                raise ValueError(f"val's modalities {list(val.modalities)} differ from train's {list(train.modalities)}")
+
+    def _step(self, batch, epoch: int) -> float:
+        """One optimisation step: forward, terms, backward, regulate, step; log. Returns the loss."""
+        c, model, reg, opt = self.config, self.model, self.regulator, self.optimizer
+        batch = reg.prepare_batch(batch.to(self.device), epoch)
+        with self._autocast():
+            out = model(batch)
+            terms = model.loss_terms(batch, out)
+            terms.update(reg.extra_terms(batch, out))
+        loss = self.weighted_loss(terms)
+        opt.zero_grad(set_to_none=True)
+        if not reg.backward(loss, terms, batch, out):
+            loss.backward()
+        diag = reg.after_backward(batch, out, terms)
+        if c.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), c.grad_clip)
+        opt.step()
+        reg.after_step()
+        self.step += 1
+        self.samples_seen += len(batch)
+        vals = torch.stack([loss.detach().float()] + [v.detach().float() for v in terms.values()]).tolist()
+        w = self.loss_weights()
+        self._last_weighted = {k: v * w.get(k, 1.0) for k, v in zip(terms, vals[1:]) if w.get(k, 1.0) != 0}
+        row = {"loss": vals[0], **{f"loss/{k}": v for k, v in zip(terms, vals[1:])}}
+        row.update({f"reg/{k}": v for k, v in (diag or {}).items()})
+        self.history.log(self.step, epoch, "train", row)
+        return vals[0]
+
+    def _validate(self, val: MultimodalDataset, epoch: int) -> bool:
+        """Score ``val``, keep the best state (and checkpoint); True when it is time to stop."""
+        c = self.config
+        metrics = self.evaluate(val)
+        self.history.log(self.step, epoch, "val", metrics)
+        score = metrics.get(c.monitor)
+        if score is None:
+            raise KeyError(f"monitor={c.monitor!r} is not among validation metrics {sorted(metrics)}")
+        if self._best is None or (score > self._best if c.mode == "max" else score < self._best):
+            self._best, self._bad_epochs, self.best_epoch = score, 0, epoch
+            self._best_state = copy.deepcopy(self.model.state_dict())
+            if c.checkpoint:
+                save_checkpoint(c.checkpoint, self.model, epoch=epoch, best=float(score), monitor=c.monitor)
+            return False
+        self._bad_epochs += 1
+        return c.patience is not None and self._bad_epochs > c.patience
+
     @torch.no_grad()
     def evaluate(self, ds: MultimodalDataset) -> dict[str, float]:
-        from .evaluate import collect, classification_metrics
+        from .evaluate import classification_metrics, collect
 
-        model = self.model
-        res = collect(model, ds, batch_size=self.config.eval_batch_size, device=self.device, with_terms=True)
+        if not isinstance(ds, MultimodalDataset) or len(ds) == 0:
+            raise ValueError(f"evaluate needs a non-empty MultimodalDataset, got "
+                             f"{type(ds).__name__ if not isinstance(ds, MultimodalDataset) else 'an empty one'}")
+        res = collect(self.model, ds, batch_size=self.config.eval_batch_size, device=self.device, with_terms=True)
         metrics = classification_metrics(res["logits"], res["y"])
         for m, lg in res.get("unimodal_logits", {}).items():
             metrics[f"acc/{m}"] = classification_metrics(lg, res["y"])["acc"]
         metrics.update({f"loss/{k}": v for k, v in res.get("terms", {}).items()})
         return metrics
-
-    def throughput(self) -> float:
-        """Training samples per second over all fit calls."""
-        return self.samples_seen / self.train_time_s if self.train_time_s else math.nan

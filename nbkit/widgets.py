@@ -3,8 +3,8 @@
 `lambda_panel` : two log-scale sliders (lambda_dec, lambda_orth, both including 0) that
 RETRAIN a small DSRSD-Net from scratch and redraw its shared-space correlation heatmap and
 metrics. Our choice of "small" (so an update stays well under 2 s on a 2-core CPU; see
-benchmarks/bench_lambda_panel.py): ``n_train=400`` training samples, ``epochs=6``, batch 64,
-d=32, scored on ``n_eval=400`` validation samples, one CPU thread. Retraining from scratch
+benchmarks/bench_lambda_panel.py): ``n_train=400`` training samples, `PANEL_TRAIN` (6 epochs,
+batch 64, one CPU thread) and `PANEL_MODEL` (d=32), scored on ``n_eval=400`` validation samples. Retraining from scratch
 (not warm-starting) keeps the picture honest: what you see is caused by the two weights alone.
 
 Headless (papermill, tests) the panel runs its update once with the defaults at build time,
@@ -22,10 +22,13 @@ from typing import Sequence
 import numpy as np
 import torch
 
-__all__ = ["PANEL_LAMBDAS", "LambdaPanel", "lambda_panel"]
+__all__ = ["PANEL_LAMBDAS", "PANEL_MODEL", "PANEL_TRAIN", "LambdaPanel", "lambda_panel"]
 
 # slider positions: 0 plus a log grid (ours)
 PANEL_LAMBDAS = (0.0, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)
+# ours: the small model and short schedule that keep an update well under 2 s on a 2-core CPU
+PANEL_MODEL = dict(d=32, hidden=64, lambda_dec=1e-2, lambda_orth=1e-2)
+PANEL_TRAIN = dict(epochs=6, batch_size=64, lr=1e-3, monitor="auc", progress=False)
 
 
 def _label(v: float) -> str:
@@ -50,13 +53,14 @@ class LambdaPanel:
     """The lambda panel; build it with `lambda_panel`. ``update()`` retrains and redraws;
     ``latencies`` holds the wall time (s) of every update."""
 
-    def __init__(self, train, val, lambda_dec: float = 1e-2, lambda_orth: float = 1e-2,
-                 values: Sequence[float] = PANEL_LAMBDAS, n_train: int = 400, n_eval: int = 400,
-                 epochs: int = 6, batch_size: int = 64, seed: int = 0, d: int = 32, hidden: int = 64,
-                 **config):
+    def __init__(self, train, val, config=None, train_config=None, values: Sequence[float] = PANEL_LAMBDAS,
+                 n_train: int = 400, n_eval: int = 400, seed: int = 0):
         import ipywidgets as widgets
 
+        from ._checks import check_int
         from .data.batch import MultimodalDataset
+        from .experiments import as_config, as_train_config
+        from .models.dsrsd import DSRSD
 
         for name, ds in (("train", train), ("val", val)):
             if not isinstance(ds, MultimodalDataset):
@@ -64,18 +68,21 @@ class LambdaPanel:
         values = sorted(float(v) for v in values)
         if len(values) < 2 or values[0] < 0 or not all(np.isfinite(values)):
             raise ValueError(f"values must hold >= 2 finite weights >= 0, got {values}")
+        self.config = as_config(DSRSD, PANEL_MODEL if config is None else config)
+        self.train_config = as_train_config(PANEL_TRAIN if train_config is None else train_config)
+        lambda_dec, lambda_orth = self.config.lambda_dec, self.config.lambda_orth
         for name, v in (("lambda_dec", lambda_dec), ("lambda_orth", lambda_orth)):
             if float(v) not in values:
-                raise ValueError(f"{name}={v} is not one of the slider values {values}")
-        if int(n_train) < 2 * int(batch_size):
-            raise ValueError(f"n_train must be >= 2 x batch_size ({2 * int(batch_size)}), got {n_train}")
-        if int(n_eval) < 10:
-            raise ValueError(f"n_eval must be >= 10, got {n_eval}")
-        g = torch.Generator().manual_seed(int(seed))
+                raise ValueError(f"config.{name} must be one of the slider values {values}, got {v}")
+        bs = self.train_config.batch_size
+        if check_int("n_train", n_train, 1) < 2 * bs:
+            raise ValueError(f"n_train must be >= 2 x batch_size ({2 * bs}), got {n_train}")
+        if check_int("n_eval", n_eval, 1) < 10:
+            raise ValueError(f"n_eval must be an integer >= 10, got {n_eval}")
+        self.seed = check_int("seed", seed)
+        g = torch.Generator().manual_seed(self.seed)
         self.train = train.subset(torch.randperm(len(train), generator=g)[: int(n_train)].sort().values)
         self.val = val.subset(torch.arange(min(int(n_eval), len(val))))
-        self.epochs, self.batch_size, self.seed = int(epochs), int(batch_size), int(seed)
-        self.config = dict(d=int(d), hidden=int(hidden), **config)
         self.latencies: list[float] = []
         self.history: list[dict] = []
         self.figure = None
@@ -122,11 +129,8 @@ class LambdaPanel:
 
     def update(self) -> dict:
         """Retrain a small DSRSD at the sliders' weights, redraw heatmap and metrics."""
-        from .train import one_thread
-
         t0 = time.perf_counter()
-        with one_thread():
-            met = self._retrain_and_draw()
+        met = self._retrain_and_draw()
         dt = time.perf_counter() - t0
         ld, lo = self.lambdas
         self.latencies.append(dt)
@@ -140,14 +144,15 @@ class LambdaPanel:
         return met
 
     def _retrain_and_draw(self) -> dict:
-        from .evaluate import classification_metrics, collect
-        from .experiments.robustness import shared_correlation, shared_matrix, train_dsrsd
+        from .evaluate import classification_metrics, collect, shared_correlation, shared_matrix
+        from .experiments import as_config, fit
         from .losses import decorrelation, orthogonality
+        from .models.dsrsd import DSRSD
         from .viz import heatmap_figure
 
         ld, lo = self.lambdas
-        self.model = train_dsrsd(self.train, None, lambda_dec=ld, lambda_orth=lo, seed=self.seed,
-                                 epochs=self.epochs, batch_size=self.batch_size, **self.config)
+        self.model, _ = fit(DSRSD, self.train, None, seed=self.seed, train_config=self.train_config,
+                            config=as_config(DSRSD, self.config, lambda_dec=ld, lambda_orth=lo))
         res = collect(self.model, self.val)
         met = classification_metrics(res["logits"], res["y"])
         C = shared_correlation(res)

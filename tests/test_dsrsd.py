@@ -268,7 +268,7 @@ def test_baselines_learn_on_synthetic():
 
 # ---------------------------------------------------------------- notebook-01 protocols
 def test_stream_probes_and_separation_on_known_factors(ds2):
-    from nbkit.experiments import dsrsd as ex
+    from nbkit.experiments import nb01_residual as ex
 
     model = DSRSD.for_dataset(ds2, d=8, hidden=16)
     pr = ex.stream_probes(model, ds2, seed=0)
@@ -291,7 +291,7 @@ def test_stream_probes_and_separation_on_known_factors(ds2):
 
 
 def test_stream_probes_skip_missing_samples_and_embeddings(ds2):
-    from nbkit.experiments import dsrsd as ex
+    from nbkit.experiments import nb01_residual as ex
 
     model = DSRSD.for_dataset(ds2, d=8, hidden=16)
     dropped = drop_modalities(ds2, 0.3, seed=0)
@@ -306,12 +306,13 @@ def test_stream_probes_skip_missing_samples_and_embeddings(ds2):
 
 
 def test_residual_vs_plain_and_summary_table():
-    from nbkit.experiments import dsrsd as ex
+    from nbkit.experiments import nb01_residual as ex
 
     ds = make_synthetic(n=160, dims=8, seed=5)
     tr, va, te = ds.split((0.5, 0.2, 0.3), seed=0)
-    metrics, probes, models = ex.residual_vs_plain(tr, va, te, seeds=[0], epochs=1, progress=False,
-                                                   return_models=True, d=8, hidden=16)
+    metrics, probes, models = ex.residual_vs_plain(tr, va, te, seeds=[0], config=dict(d=8, hidden=16),
+                                                   train_config=dict(ex.TRAIN, epochs=1), progress=False,
+                                                   return_models=True)
     assert list(metrics.variant) == ["residual", "plain MLP"]
     assert {"acc", "auc", "separation", "shared_on_private"} <= set(metrics.columns)
     assert models[("plain MLP", 0)][0].config.residual is False
@@ -327,17 +328,16 @@ def test_throughput_and_benchmark_script(capsys):
     import importlib.util
     from pathlib import Path
 
-    from nbkit.experiments.dsrsd import throughput
-
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_dsrsd.py"
+    spec = importlib.util.spec_from_file_location("bench_dsrsd", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    throughput = bench.throughput
     ds = make_synthetic(n=64, dims=8, seed=0)
     rates = throughput(DSRSD.for_dataset(ds, d=8, hidden=16), ds, batch_size=16, steps=2, warmup=1, repeats=2)
     assert len(rates) == 2 and all(r > 0 for r in rates)
     with pytest.raises(ValueError, match="fewer than batch_size=128"):
         throughput(DSRSD.for_dataset(ds), ds)
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_dsrsd.py"
-    spec = importlib.util.spec_from_file_location("bench_dsrsd", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
     assert bench.main(["--n", "64", "--dims", "8", "--d", "8", "--hidden", "16", "--batch-size", "16",
                        "--steps", "2", "--warmup", "1", "--repeats", "1", "--threads", "0"]) == 0
     out = capsys.readouterr().out

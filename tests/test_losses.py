@@ -128,7 +128,7 @@ def test_regression_alignment_values():
     (lambda t: covariance(t), "covariance: z"),
 ])
 def test_batch_smaller_than_two_is_a_clear_error(fn, name):
-    with pytest.raises(ValueError, match=f"{name} needs a batch of at least 2"):
+    with pytest.raises(ValueError, match=f"{name} must hold at least 2 samples, got 1"):
         fn(torch.randn(1, 4))
 
 

@@ -264,7 +264,7 @@ def test_label_counts(tiny):
 
 # ------------------------------------------------------------------ the case-study protocol
 def test_split_by_student_is_disjoint_and_stratified(sample_dir, tmp_path):
-    from nbkit.experiments.oulad import split_by_student
+    from nbkit.experiments.nb10_oulad import split_by_student
 
     # a student who took two presentations must land on one side only
     folder = write_sample(tmp_path / "s", n_students=300, seed=2)
@@ -296,7 +296,7 @@ def test_split_by_student_is_disjoint_and_stratified(sample_dir, tmp_path):
 
 
 def test_standardize_and_click_profile(sample_dir):
-    from nbkit.experiments.oulad import click_profile, standardize, split_by_student
+    from nbkit.experiments.nb10_oulad import click_profile, standardize, split_by_student
 
     ds = load_oulad(sample_dir)
     tr, te = split_by_student(ds, (0.5, 0.5))
@@ -317,11 +317,11 @@ def test_standardize_and_click_profile(sample_dir):
 
 
 def test_compare_methods_and_gain(sample_dir):
-    from nbkit.experiments.oulad import compare_methods, gain_over_best_baseline, gate_summary
+    from nbkit.experiments.nb10_oulad import TRAIN, compare_methods, gain_over_best_baseline, gate_summary
 
     ds = load_oulad(sample_dir, max_students=240)
-    r = compare_methods(ds, seeds=[0], epochs=2, methods=["DSRSD-Net", "EarlyFusion", "Unimodal: clicks"],
-                        progress=False)
+    r = compare_methods(ds, seeds=[0], train_config=dict(TRAIN, epochs=2),
+                        methods=["DSRSD-Net", "EarlyFusion", "Unimodal: clicks"], progress=False)
     m = r.metrics
     assert list(m.method) == ["DSRSD-Net", "EarlyFusion", "Unimodal: clicks"]
     assert m.auc.between(0, 1).all() and (m.data == "SAMPLE (NOT REAL DATA)").all()

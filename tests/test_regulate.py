@@ -312,7 +312,7 @@ def test_bad_input_is_answered_clearly(data):
         RedReg(projection="sideways")
     with pytest.raises(ValueError, match="source"):
         OGMGE(source="magic")
-    with pytest.raises(TypeError, match="R must be a number"):
+    with pytest.raises(TypeError, match="R must be a number \\(inf allowed\\), got 'high'"):
         RedReg(R="high")
     with pytest.raises(KeyError, match="unknown modality 'audio'"):
         _train(data, RedReg(modalities=["audio", "v"]))
@@ -329,13 +329,16 @@ def test_bad_input_is_answered_clearly(data):
 
 
 def test_make_regulator_names():
-    assert type(make_regulator("none")) is Regulator
+    assert type(make_regulator("none")) is Regulator and type(make_regulator(None)) is Regulator
+    # one registry: the notebook's names and their lower-case/underscore spellings build the same class
+    assert isinstance(make_regulator("OGM-GE"), OGMGE) and isinstance(make_regulator("ogm_ge"), OGMGE)
+    assert isinstance(make_regulator("MMPareto"), MMPareto) and isinstance(make_regulator("mm-pareto"), MMPareto)
     assert isinstance(make_regulator("redreg", R=0.3), RedReg) and make_regulator("redreg", R=0.3).R == 0.3
 
 
 # ------------------------------------------------------------------ experiments + viz
 def test_adam_blunts_gradient_scaling_sgd_does_not(data):
-    from nbkit.experiments.balance import optimizer_scaling_demo
+    from nbkit.experiments.nb05_balance import optimizer_scaling_demo
 
     tr, va, te = data.split((0.6, 0.2, 0.2))
     df = optimizer_scaling_demo((tr, va, te), "a", scales=(1.0, 0.1), steps=3)
@@ -345,11 +348,12 @@ def test_adam_blunts_gradient_scaling_sgd_does_not(data):
 
 
 def test_balance_protocol_and_signals_figure(data):
-    from nbkit.experiments import balance as B
+    from nbkit.experiments import nb05_balance as B
     from nbkit.viz import signals_figure
 
     split = data.split((0.6, 0.2, 0.2))
-    res, hists = B.compare(["joint", "RedReg"], split, seeds=[0], progress=False, epochs=2, batch_size=16)
+    res, hists = B.compare(["joint", "RedReg"], split, seeds=[0], progress=False,
+                           train_config=dict(B.TRAIN, epochs=2, batch_size=16))
     assert set(res.method) == {"joint", "RedReg"}
     assert {"acc", "acc/a", "acc/v", "probe/a", "probe/v", "ms_step"} <= set(res.columns)
     ff = B.fire_fractions(hists)

@@ -119,13 +119,18 @@ def test_noise_curve_and_argument_errors(data):
 
 
 # ------------------------------------------------ DSRSD experiment protocols and figures
-from nbkit.experiments import robustness as rx
+from nbkit.evaluate import shared_correlation
+from nbkit.experiments import fit
+from nbkit.experiments import nb02_decorrelation as gx
+from nbkit.experiments import nb03_missing_modalities as rx
+from nbkit.models import DSRSD
+from nbkit.regulate import ModalityDropout
 from nbkit import viz
 
 
 @pytest.fixture(scope="module")
 def small():
-    return rx.make_data(n=600, dims=16, seed=2)
+    return gx.make_data(n=600, dims=16, seed=2)
 
 
 def test_robustness_summary_on_hand_made_curves():
@@ -149,8 +154,8 @@ def test_robustness_summary_on_hand_made_curves():
 
 def test_stream_diagnostics_and_lambda_grid(small):
     train, val, test = small
-    grid = rx.lambda_grid(train, None, test, dec_values=[0.0, 1.0], orth_values=[0.0, 1.0], epochs=4,
-                          progress=False, d=16, hidden=32)
+    grid = gx.lambda_grid(train, None, test, dec_values=[0.0, 1.0], orth_values=[0.0, 1.0], progress=False,
+                          config=dict(d=16, hidden=32), train_config=dict(gx.TRAIN, epochs=4))
     assert len(grid) == 4 and {"auc", "offdiag", "orth", "disentanglement", "r2_shared"} <= set(grid.columns)
     g = grid.set_index(["lambda_dec", "lambda_orth"])
     # the weights do what they say: L_dec lowers off-diagonal mass, L_orth lowers shared/private overlap
@@ -161,13 +166,13 @@ def test_stream_diagnostics_and_lambda_grid(small):
     with pytest.raises(ValueError, match="missing"):
         viz.lambda_grid_figure(grid, metrics=("f1",))
     with pytest.raises(ValueError, match="dec_values"):
-        rx.lambda_grid(train, None, test, dec_values=[-1.0])
+        gx.lambda_grid(train, None, test, dec_values=[-1.0])
 
 
 def test_shared_correlation_and_heatmap_grid(small):
     train, val, test = small
-    m = rx.train_dsrsd(train, None, epochs=2, d=16, hidden=32)
-    C = rx.shared_correlation(m, test)
+    m, _ = fit(DSRSD, train, None, config=dict(d=16, hidden=32), train_config=dict(gx.TRAIN, epochs=2))
+    C = shared_correlation(m, test)
     assert C.shape == (16, 16) and np.allclose(np.diag(C), 1.0, atol=1e-3)
     fig = viz.heatmap_grid_figure({"a": C, "b": -C}, cols=2)
     assert len(fig.data) == 2 and fig.data[0].zmin == -1
@@ -175,12 +180,12 @@ def test_shared_correlation_and_heatmap_grid(small):
         viz.heatmap_grid_figure({})
     late = _train(LateFusion, train)
     with pytest.raises(ValueError, match="no shared"):
-        rx.shared_correlation(late, test)
+        shared_correlation(late, test)
 
 
 def test_gate_vs_noise_and_figure(small):
     train, val, test = small
-    m = rx.train_dsrsd(train, None, epochs=2, d=16, hidden=32)
+    m, _ = fit(DSRSD, train, None, config=dict(d=16, hidden=32), train_config=dict(gx.TRAIN, epochs=2))
     df = rx.gate_vs_noise(m, test, max_level=2.0)
     assert len(df) == 2 * 2 * len(test)                        # noisy modality x modality x sample
     # gate weights of a sample sum to 1 over the modalities
@@ -200,9 +205,9 @@ def test_gate_vs_noise_and_figure(small):
 
 def test_missing_modality_study_small(small):
     train, val, test = small
-    st = rx.missing_modality_study(train, val, test, seeds=[0], epochs=2, variants=["full", "w/o gate"],
+    st = rx.missing_modality_study(train, val, test, seeds=[0], variants=["full", "w/o gate"],
                                    baselines=["MM-late"], levels=[0.0, 0.5, 1.0], progress=False,
-                                   dsrsd_config=dict(d=16, hidden=32))
+                                   config=dict(d=16, hidden=32), train_config=dict(rx.TRAIN, epochs=2))
     assert set(st.curves.method) == {"DSRSD (full)", "DSRSD (w/o gate)", "MM-late"}
     assert len(st.curves) == 3 * 3 and len(st.metrics) == 3
     s = rx.robustness_summary(st.curves)
@@ -230,15 +235,19 @@ def test_claims_markdown_quotes_the_recorded_numbers():
         rx.claims_markdown(pd.DataFrame({"claim": ["x"]}))
 
 
-def test_one_thread_restores_the_callers_thread_count():
+def test_cpu_threads_restores_the_callers_thread_count():
+    from nbkit.train import cpu_threads
+
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        with rx.one_thread():
-            with rx.one_thread():
+        with cpu_threads(1):
+            with cpu_threads(1):
                 assert torch.get_num_threads() == 1
             assert torch.get_num_threads() == 1
         assert torch.get_num_threads() == 2
+        with cpu_threads(None):
+            assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
 
@@ -246,7 +255,7 @@ def test_one_thread_restores_the_callers_thread_count():
 def test_modality_dropout_regulator(small):
     train, _, _ = small
     batch = train[:400]
-    reg = rx.ModalityDropout(0.5, seed=0)
+    reg = ModalityDropout(0.5, seed=0)
     out = reg.prepare_batch(batch, epoch=0)
     miss = 1 - out.present.float().mean(0)
     # each modality lost with p=0.5, minus the samples that keep one (p^2 = .25 of them restore one)
@@ -256,7 +265,7 @@ def test_modality_dropout_regulator(small):
     # a fresh draw each step, the same sequence for the same seed
     again = reg.prepare_batch(batch, epoch=0)
     assert not torch.equal(again.present, out.present)
-    assert torch.equal(rx.ModalityDropout(0.5, seed=0).prepare_batch(batch, 0).present, out.present)
-    assert rx.ModalityDropout(0.0).prepare_batch(batch, 0) is batch
-    with pytest.raises(ValueError, match=r"p must lie in \[0, 1\]"):
-        rx.ModalityDropout(1.5)
+    assert torch.equal(ModalityDropout(0.5, seed=0).prepare_batch(batch, 0).present, out.present)
+    assert ModalityDropout(0.0).prepare_batch(batch, 0) is batch
+    with pytest.raises(ValueError, match=r"p must be a finite number >= 0 and <= 1, got 1.5"):
+        ModalityDropout(1.5)

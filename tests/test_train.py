@@ -153,7 +153,7 @@ def test_base_regulator_leaves_training_bit_identical(splits):
 def test_trainer_bad_input(splits):
     tr = splits[0]
     m = EarlyFusion.for_dataset(tr)
-    with pytest.raises(ValueError, match="batch_size must be >= 2"):
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 2"):
         Trainer(m, batch_size=1)
     with pytest.raises(ValueError, match="optimizer must be"):
         Trainer(m, optimizer="lbfgs")

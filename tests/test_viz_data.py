@@ -7,7 +7,7 @@ import torch
 
 from nbkit import viz
 from nbkit.data import drop_modalities, make_synthetic
-from nbkit.experiments import datatour
+from nbkit.experiments import nb00_data_tour as datatour
 
 
 def test_image_grid_tiles_images_with_titles():
@@ -57,7 +57,7 @@ def test_mask_figure_shows_present_masks_side_by_side():
 
 def test_unimodal_accuracy_sees_the_stronger_modality():
     ds = make_synthetic(n=600, snr=(8.0, 0.05), names=("strong", "weak"), seed=0)
-    df = datatour.unimodal_accuracy({"syn": ds}, seeds=[0], epochs=8, progress=False)
+    df = datatour.unimodal_accuracy({"syn": ds}, seeds=[0], train_config={"epochs": 8}, progress=False)
     assert list(df.columns[:3]) == ["dataset", "modality", "seed"] and len(df) == 2
     acc = df.set_index("modality").acc
     assert acc["strong"] > acc["weak"] + 0.1
@@ -66,8 +66,8 @@ def test_unimodal_accuracy_sees_the_stronger_modality():
     assert dom.stronger == "strong" and dom.weaker == "weak" and abs(dom.gap - (acc["strong"] - acc["weak"])) < 1e-12
     with pytest.raises(ValueError, match="dominance"):
         datatour.dominance(df.drop(columns="acc"))
-    with pytest.raises(ValueError, match="epochs"):
-        datatour.unimodal_accuracy({"syn": ds}, epochs=0)
+    with pytest.raises(ValueError, match="epochs must be an integer >= 1, got 0"):
+        datatour.unimodal_accuracy({"syn": ds}, train_config={"epochs": 0})
     with pytest.raises(ValueError, match="seeds"):
         datatour.unimodal_accuracy({"syn": ds}, seeds=[])
 

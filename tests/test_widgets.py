@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from nbkit.experiments.robustness import make_data
-from nbkit.widgets import PANEL_LAMBDAS, lambda_panel
+from nbkit.experiments.nb02_decorrelation import make_data
+from nbkit.widgets import PANEL_LAMBDAS, PANEL_MODEL, PANEL_TRAIN, lambda_panel
 
 
 @pytest.fixture(scope="module")
@@ -15,7 +15,8 @@ def data():
 @pytest.fixture(scope="module")
 def panel(data):
     train, val = data
-    return lambda_panel(train, val, n_train=256, n_eval=200, epochs=3, d=16, hidden=32)
+    return lambda_panel(train, val, config=dict(PANEL_MODEL, d=16, hidden=32), train_config=dict(PANEL_TRAIN, epochs=3),
+                        n_train=256, n_eval=200)
 
 
 def test_panel_builds_headless_with_a_figure_and_metrics(panel):
@@ -61,8 +62,8 @@ def test_slider_change_retrains_and_redraws(panel):
 
 def test_bad_arguments_are_named(data):
     train, val = data
-    with pytest.raises(ValueError, match="lambda_dec=0.5 is not one of the slider values"):
-        lambda_panel(train, val, lambda_dec=0.5)
+    with pytest.raises(ValueError, match="config.lambda_dec must be one of the slider values"):
+        lambda_panel(train, val, config=dict(PANEL_MODEL, lambda_dec=0.5))
     with pytest.raises(ValueError, match="n_train"):
         lambda_panel(train, val, n_train=10)
     with pytest.raises(TypeError, match="val must be a MultimodalDataset"):

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data.batch import Batch
+from ..nn.fusion import masked_softmax
 from .base import ModelConfig, MultimodalModel, Output
 
 __all__ = ["Unimodal", "EarlyFusion", "LateFusion"]
@@ -124,9 +125,7 @@ class GatedFusion(MultimodalModel):
     def forward(self, batch: Batch) -> Output:
         h = self.encode(batch)
         present = self.present(batch)
-        logit = self.gate(torch.cat([h[m] for m in self.modalities], 1)).masked_fill(~present, float("-inf"))
-        logit = torch.where(present.any(1, keepdim=True), logit, torch.zeros_like(logit))
-        alpha = torch.softmax(logit, 1) * present.to(logit.dtype)
+        alpha = masked_softmax(self.gate(torch.cat([h[m] for m in self.modalities], 1)), present)
         u = sum(alpha[:, i, None] * h[m] for i, m in enumerate(self.modalities))
         return Output(logits=self.head(u), features=h, fused=u, gate=alpha)
 

@@ -36,6 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from ..data.batch import Batch
+from ..nn.fusion import masked_softmax
 from ..losses import decorrelation, info_nce, orthogonality, regression_alignment
 from .base import ModelConfig, MultimodalModel, Output
 
@@ -120,10 +121,7 @@ class DSRSD(MultimodalModel):
         pres_f = present.to(next(iter(h.values())).dtype)
         if not self.config.gate:
             return pres_f / pres_f.sum(1, keepdim=True).clamp_min(1.0)
-        logit = self.gate(torch.cat([h[m] for m in self.modalities], 1))
-        logit = logit.masked_fill(~present, float("-inf"))
-        logit = torch.where(present.any(1, keepdim=True), logit, torch.zeros_like(logit))
-        return torch.softmax(logit, 1) * pres_f
+        return masked_softmax(self.gate(torch.cat([h[m] for m in self.modalities], 1)), present)
 
     def forward(self, batch: Batch) -> Output:
         h = self.encode(batch)

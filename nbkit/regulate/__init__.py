@@ -12,9 +12,13 @@ The Trainer calls, in order, for every step::
 plus ``attach(model, trainer)`` once, ``on_epoch_start(epoch, n_epochs)`` and
 ``on_epoch_end(epoch)``. Diagnostics (floats) are logged per step as ``reg/<name>``.
 Regulators find each modality's parameters through ``model.encoders[m]``.
+
+`REGULATORS` is the one registry, keyed by the names the notebooks and papers use;
+`make_regulator` builds one by that name (case, "-" and "_" do not matter: "ogm_ge" works).
 """
 from .agm import AGM, agm_coefficients
 from .base import GradMonitor, GradScale, Regulator, project_out
+from .dropout import ModalityDropout
 from .inforeg import InfoReg
 from .mmpareto import MMPareto, min_norm_weights
 from .ogm_ge import OGMGE, ogm_coefficients
@@ -22,17 +26,29 @@ from .pmr import PMR
 from .redreg import RedReg
 
 __all__ = ["Regulator", "OGMGE", "AGM", "PMR", "MMPareto", "InfoReg", "RedReg", "GradMonitor", "GradScale",
-           "ogm_coefficients", "min_norm_weights", "project_out", "agm_coefficients",
-           "REGULATORS", "make_regulator"]
+           "ModalityDropout", "ogm_coefficients", "min_norm_weights", "project_out", "agm_coefficients",
+           "REGULATORS", "BALANCE_METHODS", "make_regulator"]
 
-REGULATORS = {"joint": GradMonitor, "ogm_ge": OGMGE, "agm": AGM, "pmr": PMR, "mmpareto": MMPareto,
-              "inforeg": InfoReg, "redreg": RedReg, "grad_scale": GradScale}
+# name -> class. "joint" is plain joint training that logs (confidence, gradient norms).
+REGULATORS: dict[str, type] = {"none": Regulator, "joint": GradMonitor, "OGM-GE": OGMGE, "AGM": AGM, "PMR": PMR,
+                               "MMPareto": MMPareto, "InfoReg": InfoReg, "RedReg": RedReg,
+                               "GradScale": GradScale, "ModalityDropout": ModalityDropout}
+
+# the balance comparison of notebook 05, in its order
+BALANCE_METHODS = ("joint", "OGM-GE", "AGM", "PMR", "MMPareto", "InfoReg", "RedReg")
+
+
+def _key(name: str) -> str:
+    return str(name).lower().replace("-", "").replace("_", "").replace(" ", "")
 
 
 def make_regulator(name: str, **kwargs) -> Regulator:
-    """A regulator by name: one of ``REGULATORS`` ("none" gives the base do-nothing one)."""
-    if name in ("none", None):
+    """A regulator by its registry name (``REGULATORS``), built with ``kwargs``: the
+    reference defaults unless overridden. ``None`` gives the do-nothing `Regulator`."""
+    if name is None:
         return Regulator()
-    if name not in REGULATORS:
-        raise KeyError(f"unknown regulator {name!r}; choose one of {['none', *REGULATORS]}")
-    return REGULATORS[name](**kwargs)
+    by_key = {_key(k): cls for k, cls in REGULATORS.items()}
+    cls = by_key.get(_key(name))
+    if cls is None:
+        raise KeyError(f"unknown regulator {name!r}; choose one of {list(REGULATORS)}")
+    return cls(**kwargs)

@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import _EncoderRegulator, _floats, _num, _temp_eval
+from .._checks import check_int, check_number
+from .base import _EncoderRegulator, _floats, _temp_eval
 
 
 def agm_coefficients(scores: dict[str, float], running: dict[str, float], alpha: float, cap: float = 7.0) -> dict[str, float]:
@@ -18,7 +19,7 @@ def agm_coefficients(scores: dict[str, float], running: dict[str, float], alpha:
     coeff_m = exp(alpha * min(target_m - ratio_m, cap)): a modality further ahead than it
     usually is gets < 1, one further behind gets > 1. (BalanceBenchmark's M-modality
     rewrite uses exp(M/(M-1)(s_m - mean s)), the opposite sign; we follow the original.)"""
-    alpha = _num("alpha", alpha)
+    alpha = check_number("alpha", alpha, 0.0)
     M = len(scores)
     if M < 2 or set(scores) != set(running):
         raise ValueError(f"scores and running must name the same >= 2 modalities, got {list(scores)} and {list(running)}")
@@ -48,8 +49,8 @@ class AGM(_EncoderRegulator):
 
     def __init__(self, alpha: float = 0.1, start_epoch: int = 0, modalities=None, seed: int = 0):
         super().__init__(modalities, "auto", seed)
-        self.alpha = _num("alpha", alpha)
-        self.start_epoch = int(_num("start_epoch", start_epoch))
+        self.alpha = check_number("alpha", alpha, 0.0)
+        self.start_epoch = check_int("start_epoch", start_epoch, 0)
         self.iteration = 0
         self.running: dict[str, float] = {}
 

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .._checks import check_choice, check_number
 from ..data.batch import Batch
 
 
@@ -25,8 +26,6 @@ class Regulator:
         self.trainer = None
 
     def attach(self, model, trainer) -> None:
-        if not hasattr(model, "encoders"):
-            raise TypeError(f"{type(self).__name__} needs a model with named encoders (model.encoders)")
         self.model, self.trainer = model, trainer
 
     def on_epoch_start(self, epoch: int, n_epochs: int) -> None:
@@ -57,19 +56,6 @@ class Regulator:
 
 
 _EPS = 1e-12
-
-
-def _num(name: str, v, lo: float | None = 0.0, hi: float | None = None, strict: bool = False) -> float:
-    """A finite number in [lo, hi] (``strict``: > lo); the error names the argument."""
-    try:
-        v = float(v)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a number, got {v!r}") from None
-    if math.isnan(v) or (lo is not None and (v <= lo if strict else v < lo)) or (hi is not None and v > hi):
-        rng = f"{'>' if strict else '>='} {lo}" if lo is not None else "a number"
-        rng += f" and <= {hi}" if hi is not None else ""
-        raise ValueError(f"{name} must be {rng}, got {v}")
-    return v
 
 
 def _floats(d: dict) -> dict[str, float]:
@@ -118,9 +104,7 @@ class _EncoderRegulator(Regulator):
 
     def __init__(self, modalities: Sequence[str] | None = None, source: str = "auto", seed: int = 0):
         super().__init__()
-        if source not in ("auto", "heads", "split"):
-            raise ValueError(f"source must be 'auto', 'heads' or 'split', got {source!r}")
-        self.source = source
+        self.source = check_choice("source", source, ("auto", "heads", "split"))
         self._modalities = None if modalities is None else tuple(modalities)
         self.seed = int(seed)
         self.epoch, self.n_epochs = 0, 1
@@ -128,6 +112,8 @@ class _EncoderRegulator(Regulator):
 
     # -- wiring --------------------------------------------------------------------
     def attach(self, model, trainer) -> None:
+        if not hasattr(model, "encoders"):
+            raise TypeError(f"{type(self).__name__} needs a model with named encoders (model.encoders)")
         super().attach(model, trainer)
         names = tuple(model.encoders.keys())
         mods = names if self._modalities is None else self._modalities
@@ -222,7 +208,7 @@ class GradScale(_EncoderRegulator):
     def __init__(self, scales: dict[str, float]):
         if not isinstance(scales, dict) or not scales:
             raise ValueError("scales must be a non-empty dict {modality: factor}")
-        self.scales = {str(m): _num(f"scales[{m!r}]", v) for m, v in scales.items()}
+        self.scales = {str(m): check_number(f"scales[{m!r}]", v, 0.0) for m, v in scales.items()}
         super().__init__(None, "auto", 0)
 
     def attach(self, model, trainer):

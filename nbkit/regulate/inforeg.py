@@ -5,7 +5,8 @@ import math
 
 import torch
 
-from .base import _EncoderRegulator, _floats, _num
+from .._checks import check_int, check_number
+from .base import _EncoderRegulator, _floats
 
 
 class InfoReg(_EncoderRegulator):
@@ -27,9 +28,9 @@ class InfoReg(_EncoderRegulator):
     def __init__(self, beta_scale: float = 0.95, threshold: float = 0.04, window: int = 10, modalities=None,
                  source: str = "heads", seed: int = 0):
         super().__init__(modalities, source, seed)
-        self.beta_scale = _num("beta_scale", beta_scale)
-        self.threshold = _num("threshold", threshold, None)
-        self.window = int(_num("window", window, 1))
+        self.beta_scale = check_number("beta_scale", beta_scale, 0.0)
+        self.threshold = check_number("threshold", threshold)
+        self.window = check_int("window", window, 1)
 
     def attach(self, model, trainer):
         super().attach(model, trainer)

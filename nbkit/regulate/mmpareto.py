@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import _EPS, _EncoderRegulator, _floats, _num
+from .._checks import check_number
+from .base import _EPS, _EncoderRegulator, _floats
 
 
 def min_norm_weights(g1: Tensor, g2: Tensor) -> tuple[float, float]:
@@ -39,7 +40,7 @@ class MMPareto(_EncoderRegulator):
 
     def __init__(self, gamma: float = 1.5, modalities=None, seed: int = 0):
         super().__init__(modalities, "heads", seed)
-        self.gamma = _num("gamma", gamma)
+        self.gamma = check_number("gamma", gamma, 0.0)
         self._diag: dict = {}
 
     def backward(self, loss, terms, batch, out):

@@ -5,7 +5,8 @@ import math
 
 import torch
 
-from .base import _EPS, _EncoderRegulator, _floats, _num
+from .._checks import check_int, check_number
+from .base import _EPS, _EncoderRegulator, _floats
 
 
 def ogm_coefficients(scores: dict[str, float], alpha: float) -> dict[str, float]:
@@ -15,7 +16,7 @@ def ogm_coefficients(scores: dict[str, float], alpha: float) -> dict[str, float]
     score_v / score_a); a modality with ratio_m > 1 gets 1 - tanh(alpha * relu(ratio_m)),
     every other modality 1.
     """
-    alpha = _num("alpha", alpha)
+    alpha = check_number("alpha", alpha, 0.0)
     if len(scores) < 2:
         raise ValueError(f"OGM-GE needs scores for >= 2 modalities, got {list(scores)}")
     out = {}
@@ -42,10 +43,10 @@ class OGMGE(_EncoderRegulator):
     def __init__(self, alpha: float = 0.5, ge: bool = True, start_epoch: int = 0, end_epoch: int | None = None,
                  modalities=None, source: str = "split", seed: int = 0):
         super().__init__(modalities, source, seed)
-        self.alpha = _num("alpha", alpha)
+        self.alpha = check_number("alpha", alpha, 0.0)
         self.ge = bool(ge)
-        self.start_epoch = int(_num("start_epoch", start_epoch))
-        self.end_epoch = None if end_epoch is None else int(_num("end_epoch", end_epoch))
+        self.start_epoch = check_int("start_epoch", start_epoch, 0)
+        self.end_epoch = check_int("end_epoch", end_epoch, 0, none_ok=True)
 
     def active(self) -> bool:
         return self.start_epoch <= self.epoch and (self.end_epoch is None or self.epoch <= self.end_epoch)

@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import _EPS, _EncoderRegulator, _floats, _num
+from .._checks import check_int, check_number
+from .base import _EPS, _EncoderRegulator, _floats
 
 
 class PMR(_EncoderRegulator):
@@ -26,9 +27,9 @@ class PMR(_EncoderRegulator):
     def __init__(self, alpha: float = 0.6, momentum: float = 0.5, start_epoch: int = 0, modalities=None,
                  squared: bool = False, seed: int = 0):
         super().__init__(modalities, "auto", seed)
-        self.alpha = _num("alpha", alpha)
-        self.momentum = _num("momentum", momentum, 0.0, 1.0)
-        self.start_epoch = int(_num("start_epoch", start_epoch))
+        self.alpha = check_number("alpha", alpha, 0.0)
+        self.momentum = check_number("momentum", momentum, 0.0, 1.0)
+        self.start_epoch = check_int("start_epoch", start_epoch, 0)
         self.squared = bool(squared)
         self.weights = {"pmr": self.alpha}
         self.proto: dict[str, Tensor] = {}

@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import _EPS, _EncoderRegulator, _floats, _num, _temp_eval, project_out
+from .._checks import check_choice, check_int, check_number, check_pair
+from .base import _EPS, _EncoderRegulator, _floats, _temp_eval, project_out
 
 
 class RedReg(_EncoderRegulator):
@@ -44,27 +45,16 @@ class RedReg(_EncoderRegulator):
                  projection: str = "code", normalize_red: bool = True, monitor: bool = True,
                  gate: bool = True, dropout: bool = True, modalities=None, source: str = "heads", seed: int = 0):
         super().__init__(modalities, source, seed)
-        try:
-            self.R = float(R)
-        except (TypeError, ValueError):
-            raise TypeError(f"R must be a number, got {R!r}") from None
-        if math.isnan(self.R):
-            raise ValueError("R must be a number, got nan")
-        self.gamma = _num("gamma", gamma)
-        self.W = int(_num("window", window, 1))
-        self.sigma = _num("sigma", sigma, 0.0, strict=True)
-        self.ema = _num("ema", ema, 0.0, 1.0)
-        self.beta_scale = _num("beta_scale", beta_scale)
-        if len(tuple(tau)) != 2:
-            raise ValueError(f"tau must be (start, end), got {tau!r}")
-        self.tau = (_num("tau[0]", tau[0], -1.0, 1.0), _num("tau[1]", tau[1], -1.0, 1.0))
-        if len(tuple(p_drop)) != 2:
-            raise ValueError(f"p_drop must be (start, end), got {p_drop!r}")
-        self.p_drop = (_num("p_drop[0]", p_drop[0], 0.0, 1.0), _num("p_drop[1]", p_drop[1], 0.0, 1.0))
-        self.drop_phase = _num("drop_phase", drop_phase, 0.0, 1.0, strict=True)
-        if projection not in ("code", "paper", "none"):
-            raise ValueError(f"projection must be 'code', 'paper' or 'none', got {projection!r}")
-        self.projection = projection
+        self.R = check_number("R", R, finite=False)   # R = inf: a trigger that never fires
+        self.gamma = check_number("gamma", gamma, 0.0)
+        self.W = check_int("window", window, 1)
+        self.sigma = check_number("sigma", sigma, 0.0, lo_open=True)
+        self.ema = check_number("ema", ema, 0.0, 1.0)
+        self.beta_scale = check_number("beta_scale", beta_scale, 0.0)
+        self.tau = check_pair("tau", tau, -1.0, 1.0)
+        self.p_drop = check_pair("p_drop", p_drop, 0.0, 1.0)
+        self.drop_phase = check_number("drop_phase", drop_phase, 0.0, 1.0, lo_open=True)
+        self.projection = check_choice("projection", projection, ("code", "paper", "none"))
         self.normalize_red, self.use_monitor, self.use_gate, self.use_dropout = \
             bool(normalize_red), bool(monitor), bool(gate), bool(dropout)
         self._state: dict = {}

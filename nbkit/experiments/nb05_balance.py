@@ -1,11 +1,11 @@
-"""Modality balance protocols (notebook 05): RedReg beside OGM-GE, AGM, PMR, MMPareto, InfoReg.
+"""Notebook 05, modality balance: RedReg beside OGM-GE, AGM, PMR, MMPareto, InfoReg.
 
 Every method trains the same architecture (the RedReg one: `EarlyFusion(aux_heads=True)`,
 a fused linear head on [h_a; h_v] plus one auxiliary head per modality, loss
 CE(fused) + CE(head_a) + CE(head_v)) with the same SGD settings on the same data; only the
-`Regulator` plugged into the Trainer changes. Sizes, epochs and learning rate are our
-choices (CPU-sized); the paper's setting is SGD lr 2e-3, momentum 0.9, wd 1e-4, 100 epochs
-on CREMA-D / Kinetics-Sounds, which we do not have.
+`Regulator` plugged into the Trainer changes (built by name from `nbkit.regulate.REGULATORS`).
+Sizes, epochs and learning rate are our choices (CPU-sized); the paper's setting is SGD lr
+2e-3, momentum 0.9, wd 1e-4, 100 epochs on CREMA-D / Kinetics-Sounds, which we do not have.
 """
 from __future__ import annotations
 
@@ -17,38 +17,29 @@ import pandas as pd
 import torch
 
 from ..data.batch import MultimodalDataset
-from ..train import one_thread
-from ..regulate import (AGM, MMPareto, OGMGE, PMR, GradMonitor, GradScale, InfoReg, RedReg,
-                        Regulator)
-from . import fit, over_seeds
+from ..regulate import BALANCE_METHODS, GradScale, Regulator, make_regulator
+from . import as_config, as_train_config, fit, over_seeds
 
-__all__ = ["MODEL_KW", "TRAIN_KW", "METHODS", "ABLATIONS", "make_setting",
+__all__ = ["MODEL", "TRAIN", "METHODS", "ABLATIONS", "make_setting", "regulator_for",
            "run_method", "compare", "unimodal_baselines", "imbalance_frames", "monitor_frame",
-           "fire_fractions", "optimizer_scaling_demo", "accuracy_table", "weak_modality"]
+           "fire_fractions", "optimizer_scaling_demo", "accuracy_table", "weak_modality", "claim_rows",
+           "dominant_red", "claims_in_words", "trigger_sweep"]
 
 # ours: small CPU-sized encoders and the SGD settings used for every comparison
-MODEL_KW = dict(aux_heads=True, d=32, hidden=64)
-TRAIN_KW = dict(epochs=10, optimizer="sgd", lr=0.02, momentum=0.9, weight_decay=1e-4, batch_size=64)
+MODEL = dict(aux_heads=True, d=32, hidden=64)
+TRAIN = dict(epochs=10, optimizer="sgd", lr=0.02, momentum=0.9, weight_decay=1e-4, batch_size=64, progress=False)
 
-# method name -> regulator factory (paper/public-code defaults unless noted in nbkit.regulate)
-METHODS: dict[str, Callable[[int], Regulator]] = {
-    "joint": lambda seed: GradMonitor(seed=seed),
-    "OGM-GE": lambda seed: OGMGE(alpha=0.5, seed=seed),
-    "AGM": lambda seed: AGM(alpha=0.1, seed=seed),
-    "PMR": lambda seed: PMR(alpha=0.6, seed=seed),
-    "MMPareto": lambda seed: MMPareto(gamma=1.5, seed=seed),
-    "InfoReg": lambda seed: InfoReg(seed=seed),
-    "RedReg": lambda seed: RedReg(seed=seed),
-}
+# the methods compared, by their names in nbkit.regulate.REGULATORS (reference defaults)
+METHODS = BALANCE_METHODS
 
-# RedReg ablations (specs/redreg.md): each flips one switch of the public-code default
-ABLATIONS: dict[str, Callable[[int], Regulator]] = {
-    "RedReg": lambda seed: RedReg(seed=seed),
-    "w/o gate": lambda seed: RedReg(gate=False, seed=seed),
-    "w/o monitor": lambda seed: RedReg(monitor=False, seed=seed),
-    "w/o projection": lambda seed: RedReg(projection="none", seed=seed),
-    "w/o dropout": lambda seed: RedReg(dropout=False, seed=seed),
-    "paper projection": lambda seed: RedReg(projection="paper", seed=seed),
+# RedReg ablations (docs/methods/redreg.md): each flips one switch of the public-code default
+ABLATIONS: dict[str, dict] = {
+    "RedReg": {},
+    "w/o gate": {"gate": False},
+    "w/o monitor": {"monitor": False},
+    "w/o projection": {"projection": "none"},
+    "w/o dropout": {"dropout": False},
+    "paper projection": {"projection": "paper"},
 }
 
 
@@ -78,44 +69,49 @@ def make_setting(source: str = "avdigits", image_noise: float = 1.0, n: int = 15
     return ds.split((0.6, 0.2, 0.2), seed=int(seed))
 
 
-def _factory(method, registry: dict) -> Callable[[int], Regulator | None]:
+def regulator_for(method, seed: int, registry: dict | None = None) -> Regulator:
+    """The regulator of one run: ``method`` is a name in ``registry`` (its value: a callable
+    ``seed -> Regulator``, or a dict of RedReg overrides), in `ABLATIONS`, or in
+    `nbkit.regulate.REGULATORS`; or a callable ``seed -> Regulator`` itself."""
     if callable(method) and not isinstance(method, str):
-        return method
-    if method not in registry:
-        raise KeyError(f"unknown method {method!r}; choose one of {list(registry)}")
-    return registry[method]
+        return method(int(seed))
+    spec = {**ABLATIONS, **(registry or {})}.get(method)
+    if callable(spec):
+        return spec(int(seed))
+    if isinstance(spec, dict):
+        return make_regulator("RedReg", seed=int(seed), **spec)
+    return make_regulator(method, seed=int(seed))
 
 
 def run_method(method, data, seed: int = 0, registry: dict | None = None, probe: bool = True,
-               model_kw: dict | None = None, **train_kw):
+               config=None, train_config=None):
     """Train one method on ``data`` = (train, val, test); return (row, trainer).
 
+    ``config``: the EarlyFusion config (default `MODEL`); ``train_config``: default `TRAIN`.
     row: method, seed, acc (fused, test), acc/<m> (each auxiliary head, test),
     probe/<m> (linear-probe accuracy of each encoder's test features), ms_step, epochs.
     """
     from ..evaluate import collect, linear_probe
     from ..models import EarlyFusion
 
-    registry = METHODS if registry is None else registry
     train, val, test = data
-    reg = _factory(method, {**METHODS, **ABLATIONS, **registry})(int(seed))
-    kw = {**TRAIN_KW, "progress": False, **train_kw}
-    with one_thread():
-        model, trainer = fit(EarlyFusion, train, val, seed=int(seed), regulator=reg,
-                             model_kwargs={**MODEL_KW, **(model_kw or {})}, **kw)
-        ev = trainer.evaluate(test)
-        row = {"method": method if isinstance(method, str) else getattr(reg, "name", "custom"),
-               "acc": ev["acc"], **{k: v for k, v in ev.items() if k.startswith("acc/")},
-               "ms_step": 1000 * trainer.train_time_s / max(trainer.step, 1), "epochs": kw["epochs"]}
-        if probe:
-            feats = collect(model, test)["features"]
-            for m, z in feats.items():
-                row[f"probe/{m}"] = linear_probe(z, test.y.numpy(), kind="classification", seed=int(seed))
+    reg = regulator_for(method, seed, registry)
+    tc = as_train_config(TRAIN if train_config is None else train_config)
+    model, trainer = fit(EarlyFusion, train, val, seed=int(seed), regulator=reg,
+                         config=as_config(EarlyFusion, MODEL if config is None else config), train_config=tc)
+    ev = trainer.evaluate(test)
+    row = {"method": method if isinstance(method, str) else getattr(reg, "name", "custom"),
+           "acc": ev["acc"], **{k: v for k, v in ev.items() if k.startswith("acc/")},
+           "ms_step": 1000 * trainer.train_time_s / max(trainer.step, 1), "epochs": tc.epochs}
+    if probe:
+        feats = collect(model, test)["features"]
+        for m, z in feats.items():
+            row[f"probe/{m}"] = linear_probe(z, test.y.numpy(), kind="classification", seed=int(seed))
     return row, trainer
 
 
 def compare(methods: Iterable, data, seeds: Sequence[int], registry: dict | None = None,
-            progress: bool = True, **train_kw) -> tuple[pd.DataFrame, dict]:
+            progress: bool = True, config=None, train_config=None) -> tuple[pd.DataFrame, dict]:
     """Every method over every seed: (one row per method x seed, {(method, seed): History})."""
     methods = list(methods)
     hists: dict = {}
@@ -123,7 +119,7 @@ def compare(methods: Iterable, data, seeds: Sequence[int], registry: dict | None
     def one(seed):
         rows = []
         for mth in methods:
-            row, tr = run_method(mth, data, seed, registry=registry, **train_kw)
+            row, tr = run_method(mth, data, seed, registry=registry, config=config, train_config=train_config)
             hists[(row["method"], int(seed))] = tr.history
             rows.append(row)
         return rows
@@ -131,21 +127,21 @@ def compare(methods: Iterable, data, seeds: Sequence[int], registry: dict | None
     return over_seeds(one, seeds, desc="seeds", progress=progress), hists
 
 
-def unimodal_baselines(data, seeds: Sequence[int], **train_kw) -> pd.DataFrame:
-    """Each modality trained alone (same encoder, same SGD): the ceiling a balanced joint
-    model's unimodal head could reach. One row per modality x seed."""
-    from ..models import Unimodal
+def unimodal_baselines(data, seeds: Sequence[int], config=None, train_config=None) -> pd.DataFrame:
+    """Each modality trained alone (same encoder sizes, same SGD): the ceiling a balanced
+    joint model's unimodal head could reach. One row per modality x seed."""
+    from ..models import EarlyFusion, Unimodal
 
     train, val, test = data
-    kw = {**TRAIN_KW, "progress": False, **train_kw}
+    tc = as_train_config(TRAIN if train_config is None else train_config)
+    sizes = as_config(EarlyFusion, MODEL if config is None else config)   # Unimodal keeps d, hidden, dropout
 
     def one(seed):
         rows = []
-        with one_thread():
-            for m in train.modalities:
-                _, tr = fit(Unimodal, train, val, seed=int(seed),
-                            model_kwargs=dict(modality=m, d=MODEL_KW["d"], hidden=MODEL_KW["hidden"]), **kw)
-                rows.append({"modality": m, "acc_alone": tr.evaluate(test)["acc"]})
+        for m in train.modalities:
+            _, tr = fit(Unimodal, train, val, seed=int(seed), config=as_config(Unimodal, sizes, modality=m),
+                        train_config=tc)
+            rows.append({"modality": m, "acc_alone": tr.evaluate(test)["acc"]})
         return rows
 
     return over_seeds(one, seeds, desc="unimodal", progress=False)
@@ -219,25 +215,19 @@ def optimizer_scaling_demo(data, modality: str, scales: Sequence[float] = (1.0, 
     from ..train import Trainer
 
     train = data[0]
-    lr = {"sgd": TRAIN_KW["lr"], "adam": 1e-3, "adamw": 1e-3, **(lr or {})}
-    bs = TRAIN_KW["batch_size"]
+    lr = {"sgd": TRAIN["lr"], "adam": 1e-3, "adamw": 1e-3, **(lr or {})}
+    bs = TRAIN["batch_size"]
     sub = train.subset(torch.arange(min(len(train), steps * bs)))
     rows = []
-    with one_thread():
-        for opt in optimizers:
-            base = None
-            for k in scales:
-                torch.manual_seed(int(seed))
-                model = EarlyFusion.for_dataset(sub, **MODEL_KW)
-                theta0 = torch.cat([p.detach().flatten().clone() for p in model.encoders[modality].parameters()])
-                tr = Trainer(model, regulator=GradScale({modality: float(k)}), seed=int(seed), epochs=1,
-                             optimizer=opt, lr=lr[opt], batch_size=bs, progress=False, momentum=0.9,
-                             weight_decay=0.0)
-                tr.fit(sub)
-                theta = torch.cat([p.detach().flatten() for p in model.encoders[modality].parameters()])
-                dist = float((theta - theta0).norm())
-                base = dist if k == 1.0 or base is None else base
-                rows.append({"optimizer": opt, "scale k": k, "distance": dist})
+    for opt in optimizers:
+        for k in scales:
+            torch.manual_seed(int(seed))
+            model = EarlyFusion(sub.dims(), sub.n_classes, as_config(EarlyFusion, MODEL))
+            theta0 = torch.cat([p.detach().flatten().clone() for p in model.encoders[modality].parameters()])
+            Trainer(model, regulator=GradScale({modality: float(k)}), seed=int(seed), epochs=1, optimizer=opt,
+                    lr=lr[opt], batch_size=bs, progress=False, momentum=0.9, weight_decay=0.0).fit(sub)
+            theta = torch.cat([p.detach().flatten() for p in model.encoders[modality].parameters()])
+            rows.append({"optimizer": opt, "scale k": k, "distance": float((theta - theta0).norm())})
     df = pd.DataFrame(rows)
     df["relative to k=1"] = df.groupby("optimizer")["distance"].transform(
         lambda s: s / float(s[df.loc[s.index, "scale k"] == 1.0].iloc[0]) if (df.loc[s.index, "scale k"] == 1.0).any() else math.nan)
@@ -268,8 +258,6 @@ def claim_rows(results: pd.DataFrame, weak: str, base: str = "joint", method: st
     return pd.DataFrame(rows)
 
 
-__all__ += ["claim_rows"]
-
 
 def dominant_red(history, normalized: bool = False) -> pd.Series:
     """Per step, the redundancy (raw, or EMA-normalised) of the modality RedReg took as dominant."""
@@ -279,8 +267,6 @@ def dominant_red(history, normalized: bool = False) -> pd.Series:
     vals = w[[f"{key}/{m}" for m in mods]].to_numpy()
     return pd.Series(vals[np.arange(len(w)), w["dominant"].astype(int).to_numpy()], index=w["step"], name=key)
 
-
-__all__ += ["dominant_red"]
 
 
 def claims_in_words(claims: pd.DataFrame, digits: int = 3) -> str:
@@ -297,8 +283,6 @@ def claims_in_words(claims: pd.DataFrame, digits: int = 3) -> str:
                      f"({len(c['values'])} seeds) → *{v}* — {meaning.get(key, v)}.")
     return "\n".join(lines)
 
-
-__all__ += ["claims_in_words"]
 
 
 def trigger_sweep(history, Rs: Sequence[float], gammas: Sequence[float], normalized: bool = True) -> pd.DataFrame:
@@ -322,5 +306,3 @@ def trigger_sweep(history, Rs: Sequence[float], gammas: Sequence[float], normali
             for g in gammas for R in Rs]
     return pd.DataFrame(rows)
 
-
-__all__ += ["trigger_sweep"]

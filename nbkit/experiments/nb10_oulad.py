@@ -1,4 +1,4 @@
-"""The OULAD case study (notebook 10): DSRSD-Net against the fusion baselines on final-outcome
+"""Notebook 10, the OULAD case study: DSRSD-Net against the fusion baselines on final-outcome
 prediction (Pass/Distinction vs Fail/Withdrawn), AUC over seeds.
 
 Protocol (our choices; the paper's tables were not retrievable):
@@ -21,9 +21,9 @@ import pandas as pd
 import torch
 
 from ..data.batch import MultimodalDataset
-from . import fit
+from . import as_config, as_train_config, check_seeds, fit
 
-__all__ = ["split_by_student", "standardize", "click_profile", "method_table", "compare_methods",
+__all__ = ["MODEL", "TRAIN", "split_by_student", "standardize", "click_profile", "method_table", "compare_methods",
            "OuladResult", "gain_over_best_baseline", "gate_summary"]
 
 
@@ -89,19 +89,23 @@ def click_profile(ds: MultimodalDataset) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def method_table(modalities: Sequence[str], lambda_dec: float = 1e-2, lambda_orth: float = 1e-2,
-                 d: int = 32, hidden: int = 64, dsrsd_config: dict | None = None) -> dict[str, tuple]:
-    """name -> (model class, config overrides, family) for DSRSD and the baselines."""
+# ours: CPU-sized models and the same Trainer settings for every method
+MODEL = dict(d=32, hidden=64, lambda_dec=1e-2, lambda_orth=1e-2)
+TRAIN = dict(epochs=15, batch_size=64, lr=1e-3, patience=5, monitor="auc", progress=False)
+
+
+def method_table(modalities: Sequence[str], config=None) -> dict[str, tuple]:
+    """name -> (model class, its config, family) for DSRSD and the baselines. ``config`` is
+    DSRSD-Net's (a DSRSDConfig or dict; default `MODEL`); the baselines take its sizes."""
     from ..models.baselines import EarlyFusion, LateFusion, Unimodal
     from ..models.dsrsd import DSRSD
 
-    size = dict(d=int(d), hidden=int(hidden))
-    table = {"DSRSD-Net": (DSRSD, dict(size, lambda_dec=float(lambda_dec), lambda_orth=float(lambda_orth),
-                                       **(dsrsd_config or {})), "DSRSD"),
-             "EarlyFusion": (EarlyFusion, dict(size), "fusion baseline"),
-             "LateFusion (MM-late)": (LateFusion, dict(size), "fusion baseline")}
+    cfg = as_config(DSRSD, MODEL if config is None else config)
+    table = {"DSRSD-Net": (DSRSD, cfg, "DSRSD"),
+             "EarlyFusion": (EarlyFusion, as_config(EarlyFusion, cfg), "fusion baseline"),
+             "LateFusion (MM-late)": (LateFusion, as_config(LateFusion, cfg), "fusion baseline")}
     for m in modalities:
-        table[f"Unimodal: {m}"] = (Unimodal, dict(size, modality=m), "unimodal baseline")
+        table[f"Unimodal: {m}"] = (Unimodal, as_config(Unimodal, cfg, modality=m), "unimodal baseline")
     return table
 
 
@@ -111,12 +115,11 @@ class OuladResult:
     gates: pd.DataFrame = field(default_factory=pd.DataFrame)  # seed, label, modality, gate
 
 
-def compare_methods(ds: MultimodalDataset, seeds: Sequence[int] = (0, 1, 2), epochs: int = 15,
-                    batch_size: int = 64, lr: float = 1e-3, patience: int | None = 5,
-                    lambda_dec: float = 1e-2, lambda_orth: float = 1e-2, d: int = 32, hidden: int = 64,
+def compare_methods(ds: MultimodalDataset, seeds: Sequence[int] = (0, 1, 2), config=None, train_config=None,
                     methods: Sequence[str] | None = None, fractions: Sequence[float] = (0.6, 0.2, 0.2),
-                    dsrsd_config: dict | None = None, progress: bool = True) -> OuladResult:
-    """Train DSRSD-Net and the baselines on a student-disjoint split per seed; test AUC/acc.
+                    progress: bool = True) -> OuladResult:
+    """Train DSRSD-Net (``config``, default `MODEL`) and the baselines (`method_table`) on a
+    student-disjoint split per seed with ``train_config`` (default `TRAIN`); test AUC/acc.
 
     ``metrics`` has one row per (seed, method); ``gates`` the mean DSRSD gate weight per
     modality and test label (what the fusion leans on)."""
@@ -124,12 +127,9 @@ def compare_methods(ds: MultimodalDataset, seeds: Sequence[int] = (0, 1, 2), epo
 
     from ..evaluate import classification_metrics, collect
 
-    if isinstance(seeds, str) or not all(isinstance(s, (int, np.integer)) for s in seeds):
-        raise TypeError(f"seeds must be a list of integers, got {seeds!r}")
-    seeds = [int(s) for s in seeds]
-    if not seeds:
-        raise ValueError("seeds must hold at least one seed")
-    table = method_table(ds.modalities, lambda_dec, lambda_orth, d, hidden, dsrsd_config)
+    seeds = check_seeds(seeds)
+    tc = as_train_config(TRAIN if train_config is None else train_config)
+    table = method_table(ds.modalities, config)
     names = list(table) if methods is None else list(methods)
     unknown = [n for n in names if n not in table]
     if unknown:
@@ -140,9 +140,8 @@ def compare_methods(ds: MultimodalDataset, seeds: Sequence[int] = (0, 1, 2), epo
     for seed in seeds:
         train, val, test = standardize(*split_by_student(ds, fractions, seed))
         for name in names:
-            cls, kw, family = table[name]
-            model, tr = fit(cls, train, val, seed=seed, model_kwargs=kw, epochs=int(epochs), batch_size=int(batch_size),
-                              lr=float(lr), monitor="auc", patience=patience, progress=False)
+            cls, cfg, family = table[name]
+            model, tr = fit(cls, train, val, seed=seed, config=cfg, train_config=tc)
             res = collect(model, test)
             met = classification_metrics(res["logits"], res["y"])
             rows.append({"seed": seed, "method": name, "family": family, "auc": met["auc"], "acc": met["acc"],

@@ -1,10 +1,9 @@
-"""DSRSD-Net experiments for notebook 01 (the residual dual-stream decomposition): train one
+"""Notebook 01, the residual dual-stream decomposition of DSRSD-Net: train one
 model, probe its shared and private streams against known factors, compare the residual
 shared head with a plain MLP head over seeds, 2-D maps of both spaces.
 
 Every function returns tidy frames (one row per seed x setting x metric) that `nbkit.viz`
 draws. Sizes and schedules are our choices (the paper gives none we could retrieve).
-Notebooks 02/03 use `nbkit.experiments.robustness`.
 """
 from __future__ import annotations
 
@@ -17,20 +16,12 @@ import torch
 from ..data.batch import MultimodalDataset
 from ..evaluate import classification_metrics, collect, linear_probe, project_2d
 
-__all__ = ["fit_dsrsd", "stream_representations", "stream_probes", "probe_matrix", "separation",
-           "residual_vs_plain", "stream_embeddings", "summary_01", "throughput"]
+__all__ = ["TRAIN", "stream_representations", "stream_probes", "probe_matrix", "separation",
+           "residual_vs_plain", "stream_embeddings", "summary_01"]
 
 
-def fit_dsrsd(train: MultimodalDataset, val: MultimodalDataset | None = None, seed: int = 0,
-              epochs: int = 15, batch_size: int = 128, lr: float = 1e-3, progress: bool = True,
-              model_cls=None, **config):
-    """Train DSRSD-Net (or ``model_cls``) with the spec's optimiser (AdamW, lr 1e-3, wd 1e-5);
-    returns ``(model, trainer)``. ``config`` overrides DSRSDConfig fields (lambdas, d, ...)."""
-    from ..models.dsrsd import DSRSD
-    from . import fit
-
-    return fit(model_cls or DSRSD, train, val, seed=seed, model_kwargs=config, epochs=epochs,
-               batch_size=batch_size, lr=lr, weight_decay=1e-5, progress=progress)
+# ours: the spec's optimiser (AdamW, lr 1e-3, wd 1e-5) with our epochs and batch size
+TRAIN = dict(epochs=15, batch_size=128, lr=1e-3, weight_decay=1e-5, progress=False)
 
 
 def stream_representations(model, ds: MultimodalDataset, include_inputs: bool = True) -> dict[str, torch.Tensor]:
@@ -124,11 +115,11 @@ def separation(probes: pd.DataFrame) -> pd.DataFrame:
 
 
 def residual_vs_plain(train: MultimodalDataset, val: MultimodalDataset, test: MultimodalDataset,
-                      seeds: Sequence[int] = (0, 1, 2), epochs: int = 15, progress: bool = True,
-                      variants: Mapping[str, dict] | None = None, return_models: bool = False,
-                      **config) -> tuple:
-    """Train each variant for each seed; returns ``(metrics, probes)`` (and, with
-    ``return_models``, a third item {(variant, seed): (model, trainer)}).
+                      seeds: Sequence[int] = (0, 1, 2), config=None, train_config=None, progress: bool = True,
+                      variants: Mapping[str, dict] | None = None, return_models: bool = False) -> tuple:
+    """Train each variant of DSRSD-Net (``config``: a DSRSDConfig or dict; each variant's
+    overrides on top) for each seed with ``train_config`` (default `TRAIN`); returns
+    ``(metrics, probes)`` (and, with ``return_models``, a third item {(variant, seed): (model, trainer)}).
 
     variants default: {"residual": {}, "plain MLP": {"residual": False}} (spec ablation
     "w/o residual"). metrics: one row per seed x variant with acc, auc and, when the data has
@@ -136,15 +127,18 @@ def residual_vs_plain(train: MultimodalDataset, val: MultimodalDataset, test: Mu
     """
     from tqdm.auto import tqdm
 
+    from ..models.dsrsd import DSRSD
+    from . import as_config, as_train_config, check_seeds, fit
+
     variants = dict(variants or {"residual": {}, "plain MLP": {"residual": False}})
-    seeds = [int(s) for s in seeds]
-    if not seeds:
-        raise ValueError("seeds must hold at least one seed")
+    seeds = check_seeds(seeds)
+    base = as_config(DSRSD, config)
+    tc = as_train_config(TRAIN if train_config is None else train_config)
     rows, probe_frames, models = [], [], {}
     bar = tqdm(total=len(seeds) * len(variants), desc="residual vs plain", disable=not progress, leave=False)
     for seed in seeds:
         for name, over in variants.items():
-            model, trainer = fit_dsrsd(train, val, seed=seed, epochs=epochs, progress=False, **{**config, **over})
+            model, trainer = fit(DSRSD, train, val, seed=seed, config=as_config(DSRSD, base, **over), train_config=tc)
             res = collect(model, test)
             row = {"seed": seed, "variant": name, **classification_metrics(res["logits"], res["y"])}
             if "shared" in test.factors:
@@ -207,36 +201,3 @@ def summary_01(metrics: pd.DataFrame, sep: pd.DataFrame, av_eval: Mapping[str, f
         for (rep, tgt), g in av_probes.groupby(["representation", "target"], sort=False):
             add("avdigits", "residual", f"probe acc {rep} -> {tgt} (1 seed)", g["score"])
     return pd.DataFrame(rows)
-
-
-def throughput(model, ds: MultimodalDataset, batch_size: int = 128, steps: int = 30, warmup: int = 5,
-               repeats: int = 3, lr: float = 1e-3) -> list[float]:
-    """Training throughput in samples/s (forward, weighted loss terms, backward, AdamW step),
-    one value per repeat of ``steps`` timed steps after ``warmup`` untimed ones. Batches cycle
-    over ``ds`` in a fixed order, so every model sees the same data."""
-    import time
-
-    if len(ds) < batch_size:
-        raise ValueError(f"ds has {len(ds)} samples, fewer than batch_size={batch_size}")
-    model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-5)
-    weights = model.loss_weights()
-    batches = list(ds.batches(batch_size, drop_last=True))
-
-    def step(b):
-        out = model(b)
-        terms = model.loss_terms(b, out)
-        loss = sum(weights.get(k, 1.0) * v for k, v in terms.items() if weights.get(k, 1.0) != 0)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    for i in range(warmup):
-        step(batches[i % len(batches)])
-    rates = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for i in range(steps):
-            step(batches[i % len(batches)])
-        rates.append(steps * batch_size / (time.perf_counter() - t0))
-    return rates

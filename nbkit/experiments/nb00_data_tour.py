@@ -1,4 +1,4 @@
-"""Protocols of the data tour (notebook 00): which modality carries the label on its own,
+"""Notebook 00, the data tour: which modality carries the label on its own,
 and what the raw features look like. Each returns a tidy frame or arrays for `nbkit.viz`."""
 from __future__ import annotations
 
@@ -13,28 +13,29 @@ __all__ = ["unimodal_accuracy", "dominance", "factor_dependence", "raw_projectio
 
 
 def unimodal_accuracy(datasets: Mapping[str, MultimodalDataset], seeds: Iterable[int] = (0, 1, 2),
-                      epochs: int = 5, batch_size: int = 128, lr: float = 1e-3, d: int = 64,
-                      progress: bool = True) -> pd.DataFrame:
+                      config=None, train_config=None, progress: bool = True) -> pd.DataFrame:
     """Train a `Unimodal` model (encoder + linear head) on each modality of each dataset.
 
     For every dataset and seed: a stratified 70/15/15 split by the seed, then one model per
-    modality trained for ``epochs`` (best validation epoch kept). Returns one row per
+    modality (``config``: a ModelConfig or dict of sizes; ``train_config``: a TrainConfig or
+    dict, default 5 epochs, batch 128, best validation epoch kept). Returns one row per
     (dataset, modality, seed) with test accuracy ``acc``, ``chance`` (the majority-class
     rate of the test part) and training seconds.
     """
+    import dataclasses
+
     from tqdm.auto import tqdm
 
     from ..evaluate import accuracy, collect
     from ..models.baselines import Unimodal
-    from . import fit
+    from . import as_train_config, check_seeds, fit
 
     if not datasets:
         raise ValueError("datasets must name at least one MultimodalDataset")
-    seeds = [int(s) for s in seeds]
-    if not seeds:
-        raise ValueError("seeds must hold at least one seed")
-    if int(epochs) < 1:
-        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    seeds = check_seeds(seeds)
+    tc = as_train_config({"epochs": 5, "batch_size": 128, "progress": False, **(train_config or {})}
+                         if not dataclasses.is_dataclass(train_config) else train_config)
+    sizes = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config or {})
     jobs = [(name, ds, s, m) for name, ds in datasets.items() for s in seeds for m in ds.modalities]
     rows = []
     splits = {}
@@ -42,8 +43,7 @@ def unimodal_accuracy(datasets: Mapping[str, MultimodalDataset], seeds: Iterable
         if (name, s) not in splits:
             splits[name, s] = ds.split((0.7, 0.15, 0.15), seed=s)
         tr, va, te = splits[name, s]
-        model, trainer = fit(Unimodal, tr, va, seed=s, model_kwargs=dict(modality=m, d=d),
-                             epochs=int(epochs), batch_size=int(batch_size), lr=float(lr), progress=False)
+        model, trainer = fit(Unimodal, tr, va, seed=s, config={**sizes, "modality": m}, train_config=tc)
         res = collect(model, te)
         chance = float(np.bincount(te.y.numpy()).max() / len(te))
         rows.append(dict(dataset=name, modality=m, seed=s, acc=accuracy(res["logits"], res["y"]),
