@@ -7,6 +7,7 @@ still run, and the command exits non-zero.
     nbkit reproduce --profile full --seeds 0 1 2 3 4
     nbkit reproduce --only 00 03         # a subset, by number prefix or name
     nbkit list                           # the notebooks, in order
+    nbkit strip-solutions notebooks/*.ipynb --out handout/   # exercises without their solutions
 """
 from __future__ import annotations
 
@@ -20,9 +21,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-__all__ = ["main", "reproduce", "find_notebooks", "NotebookResult"]
+from .notebooks import find_notebooks, strip_solutions
 
-REPO = Path(__file__).resolve().parents[1]
+__all__ = ["main", "reproduce", "find_notebooks", "NotebookResult"]
 
 
 @dataclass
@@ -33,24 +34,6 @@ class NotebookResult:
     output: Path
     html: Path | None
     error: str = ""
-
-
-def find_notebooks(folder: str | os.PathLike | None = None, only: list[str] | None = None) -> list[Path]:
-    """Notebooks in ``folder`` (default: the repo's notebooks/), sorted by their number prefix."""
-    folder = Path(folder) if folder else REPO / "notebooks"
-    if not folder.is_dir():
-        raise FileNotFoundError(f"notebook folder {str(folder)!r} does not exist")
-    nbs = sorted(p for p in folder.glob("*.ipynb") if not p.name.startswith("."))
-    if only:
-        wanted = [str(o) for o in only]
-        picked = [p for p in nbs if any(p.stem == w or p.stem.startswith(w + "_") or p.name == w for w in wanted)]
-        missing = [w for w in wanted if not any(p.stem == w or p.stem.startswith(w + "_") or p.name == w for p in nbs)]
-        if missing:
-            raise ValueError(f"--only names {missing} match no notebook in {folder}; have {[p.stem for p in nbs]}")
-        nbs = picked
-    if not nbs:
-        raise FileNotFoundError(f"no notebooks in {folder}")
-    return nbs
 
 
 def _to_html(ipynb: Path) -> Path:
@@ -190,10 +173,22 @@ def main(argv: list[str] | None = None) -> int:
     rp.add_argument("--threads", type=int, default=1,
                     help="CPU threads per notebook kernel (default 1: same numbers on any machine, fastest here)")
     sub.add_parser("list", help="list the notebooks in order")
+    sp = sub.add_parser("strip-solutions", help="copies of notebooks without their solution cells (a hand-out)")
+    sp.add_argument("notebooks", nargs="+", help="notebook files")
+    sp.add_argument("--out", required=True, help="folder for the stripped copies (never the notebooks themselves)")
     args = ap.parse_args(argv)
     if args.cmd == "list":
         for p in find_notebooks():
             print(p.name)
+        return 0
+    if args.cmd == "strip-solutions":
+        try:
+            for nb in args.notebooks:
+                out, n = strip_solutions(nb, Path(args.out))
+                print(f"{out}: {n} solution cell(s) removed")
+        except (ValueError, FileNotFoundError) as exc:
+            print(f"nbkit strip-solutions: {exc}", file=sys.stderr)
+            return 2
         return 0
     try:
         run_dir, results = reproduce(args.profile, args.seeds, args.notebooks, args.out, args.only, args.timeout,

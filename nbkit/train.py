@@ -403,6 +403,8 @@ class Trainer:
                                      {f"reg/{k}": v for k, v in (reg.on_epoch_end(epoch) or {}).items()})
                     if val is not None and self._validate(val, epoch):
                         self.stopped_epoch = epoch
+                        bar.total = bar.n          # stopped early: the bar ends full, not "91% 64/70"
+                        bar.refresh()
                         break
         finally:
             bar.close()

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from nbkit import viz
-from nbkit.claims import COLUMNS, read_claims, record_claim, verdict_greater
+from nbkit.claims import read_claims
 from nbkit.evaluate import accuracy, auc, collect, linear_probe, probe_table, project_2d
 from nbkit.train import History
 
@@ -98,35 +98,6 @@ def test_viz_functions_build_figures_from_tidy_data():
     assert gap.loc[1, "f1"] == "—"                     # no value for a group: a dash, not "nan ± 0"
 
 
-# ------------------------------------------------------------------ claims
-def test_verdict_greater_logic():
-    assert verdict_greater([0.9, 0.91, 0.92], [0.5, 0.52, 0.51]) == "supported"
-    assert verdict_greater([0.5, 0.52], [0.6, 0.61]) == "not supported"
-    assert verdict_greater([0.5, 0.9, 0.1], [0.45, 0.1, 0.8]) == "inconclusive"
-    assert verdict_greater([0.6], [0.5]) == "supported (1 seed)"
-    assert verdict_greater([0.6, 0.61], 0.5, margin=0.2) == "not supported"
-    with pytest.raises(ValueError, match="non-empty finite"):
-        verdict_greater([], [1.0])
-
-
-def test_record_claim_appends_rows(tmp_path, monkeypatch):
-    path = tmp_path / "claims.csv"
-    record_claim("P", "c1", "acc", [0.5, 0.7], "supported", "paper", 0.6, path=path)
-    monkeypatch.setenv("NBKIT_CLAIMS", str(path))
-    row = record_claim("P", "c2", "auc", 0.9, "not supported")
-    df = read_claims(path)
-    assert list(df.columns) == COLUMNS and len(df) == 2
-    assert df.loc[0, "ours_mean"] == pytest.approx(0.6) and df.loc[0, "ours_std"] == pytest.approx(np.std([0.5, 0.7], ddof=1))
-    assert df.loc[1, "n_seeds"] == 1 and row.loc[0, "claim"] == "c2"
-    with pytest.raises(ValueError, match="verdict must start with"):
-        record_claim("P", "c", "m", [1.0], "yes")
-    with pytest.raises(ValueError, match="at least one number"):
-        record_claim("P", "c", "m", [], "supported")
-    monkeypatch.delenv("NBKIT_CLAIMS")
-    record_claim("P", "c3", "m", [1.0], "supported")        # no path: returns the row, writes nothing
-    assert len(read_claims(path)) == 2
-
-
 # ------------------------------------------------------------------ the main job
 def _nb(path, code):
     nb = nbformat.v4.new_notebook()
@@ -142,7 +113,7 @@ def test_reproduce_reports_failures_and_keeps_going(tmp_path):
     nbs = tmp_path / "nbs"
     nbs.mkdir()
     _nb(nbs / "01_ok.ipynb", "from nbkit.claims import record_claim\n"
-        "record_claim('P', 'seen ' + profile, 'acc', seeds, 'supported')")
+        "record_claim('P', 'seen ' + profile, 'acc', seeds, dataset='toy')")
     _nb(nbs / "02_fail.ipynb", "raise RuntimeError('deliberate failure')")
     _nb(nbs / "03_ok.ipynb", "x = 1")
     out = tmp_path / "runs"
@@ -170,3 +141,43 @@ def test_import_nbkit_is_light():
     code = "import sys, time; t=time.perf_counter(); import nbkit; print(time.perf_counter()-t, 'torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out[1] == "False"          # torch is loaded only when a submodule needs it
+
+
+def test_strip_solutions_removes_solution_cells_and_keeps_the_rest(tmp_path):
+    from nbkit.notebooks import solution_names_used_later, strip_solutions
+
+    nb = nbformat.v4.new_notebook()
+    ex = nbformat.v4.new_markdown_cell("**Exercise 1.** Predict x.")
+    ex.metadata["tags"] = ["exercise"]
+    sol = nbformat.v4.new_code_cell("x = 41 + 1\nprint(x)")
+    sol.metadata.update(tags=["solution"], jupyter={"source_hidden": True})
+    sol_md = nbformat.v4.new_markdown_cell("Because 41 + 1 = 42.")
+    sol_md.metadata["tags"] = ["solution"]
+    nb.cells = [nbformat.v4.new_code_cell("a = 1"), ex, sol, sol_md, nbformat.v4.new_code_cell("b = a + 1")]
+    src = tmp_path / "05_x.ipynb"
+    nbformat.write(nb, src)
+    out, n = strip_solutions(src, tmp_path / "handout")
+    assert n == 2 and out == tmp_path / "handout" / "05_x.ipynb"
+    got = nbformat.read(out, as_version=4)
+    assert [c.source for c in got.cells] == ["a = 1", "**Exercise 1.** Predict x.", got.cells[2].source, "b = a + 1"]
+    assert got.cells[2].metadata["tags"] == ["answer"] and "Your answer" in got.cells[2].source
+    assert not any("solution" in c.metadata.get("tags", []) for c in got.cells)
+    assert solution_names_used_later(src) == {}
+    # a later cell that needs a name only a solution defines would break the hand-out: reported
+    nb.cells.append(nbformat.v4.new_code_cell("print(x)"))
+    nbformat.write(nb, src)
+    assert list(solution_names_used_later(src).values()) == [["x"]]
+    with pytest.raises(ValueError, match="out must differ"):
+        strip_solutions(src, src)
+    r = subprocess.run([sys.executable, "-m", "nbkit.cli", "strip-solutions", str(src), "--out", str(tmp_path / "h2")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "2 solution cell(s) removed" in r.stdout
+
+
+def test_repository_notebooks_keep_solutions_strippable():
+    """Every notebook's solution cells define nothing a later non-solution cell reads, so the
+    hand-out made by `nbkit strip-solutions` still runs top to bottom."""
+    from nbkit.notebooks import find_notebooks, solution_names_used_later
+
+    bad = {p.name: solution_names_used_later(p) for p in find_notebooks()}
+    assert {k: v for k, v in bad.items() if v} == {}

@@ -220,21 +220,6 @@ def test_missing_modality_study_small(small):
         rx.missing_modality_study(train, val, test, variants=["w/o magic"])
 
 
-def test_claims_markdown_quotes_the_recorded_numbers():
-    from nbkit.claims import record_claim
-
-    rows = pd.concat([record_claim("P", "smaller drop", "AUC drop", [2.0, 3.0], "not supported",
-                                   reference_value=2.9),
-                      record_claim("P", "helps", "gain", [0.5], "supported (1 seed)")])
-    md = rx.claims_markdown(rows)
-    lines = md.splitlines()
-    assert len(lines) == 2
-    assert "**not supported**" in lines[0] and "2.50 ± 0.71" in lines[0] and "paper: 2.9" in lines[0]
-    assert "1 seed)" in lines[1] and "paper" not in lines[1]
-    with pytest.raises(ValueError, match="record_claim rows"):
-        rx.claims_markdown(pd.DataFrame({"claim": ["x"]}))
-
-
 def test_cpu_threads_restores_the_callers_thread_count():
     from nbkit.train import cpu_threads
 

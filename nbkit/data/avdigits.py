@@ -300,6 +300,7 @@ def load_avdigits(path: str | os.PathLike | None = None, image_noise: float = 0.
     info = dict(source=str(p), image_noise=float(image_noise), seed=int(seed), audio=audio,
                 standardize_audio=bool(standardize_audio), voice_names=[str(v) for v in z["voice_names"]],
                 accent_names=[str(v) for v in z["accent_names"]], words=list(WORDS),
-                provenance=meta, image_scale="pixels / 255 in [0, 1] (before noise)")
+                provenance=meta, image_scale="pixels / 255 in [0, 1] (before noise)",
+                description=f"avdigits n={len(idx)} image_noise={float(image_noise):g}")
     return MultimodalDataset({"image": img, "audio": au}, y, factors=factors, name="avdigits",
                              class_names=[str(d) for d in range(10)], info=info)

@@ -236,6 +236,14 @@ class MultimodalDataset:
             out.append(self.subset(idx))
         return tuple(out)
 
+    def describe(self) -> str:
+        """What this data set is, in one line for claim rows and reports: the loader's
+        ``info["description"]`` (e.g. "synthetic n=2000 snr=[4, 1]", "avdigits n=1500
+        image_noise=1"), else its name and size. Subsets and splits keep the description of
+        the data set they were cut from."""
+        desc = self.info.get("description")
+        return str(desc) if desc else f"{self.name} n={len(self)}"
+
     def __repr__(self) -> str:
         dims = ", ".join(f"{m}: {list(s)}" for m, s in self.dims().items())
         miss = 1 - self.present.float().mean().item()

@@ -366,6 +366,10 @@ def load_oulad(
         "citation": "Kuzilek, Hlosta & Zdrahal, Open University Learning Analytics dataset, Sci. Data 4:170171 (2017), CC-BY 4.0",
     }
     name = "OULAD SAMPLE (synthetic, NOT REAL DATA)" if synthetic else "OULAD"
+    n_pres = rows[["code_module", "code_presentation"]].drop_duplicates().shape[0]
+    info["description"] = (f"{'OULAD sample (NOT REAL DATA)' if synthetic else 'OULAD real'}: "
+                           f"{rows.id_student.nunique():,} students, {n_pres} presentations, "
+                           f"cutoff week {cutoff_week}, modalities {'+'.join(x)}")
     return MultimodalDataset(x, torch.from_numpy(y), name=name, class_names=CLASS_NAMES, info=info)
 
 

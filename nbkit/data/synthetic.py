@@ -99,5 +99,7 @@ def make_synthetic(
         x, y, factors=factors, name="synthetic",
         class_names=[f"class {c}" for c in range(n_classes)],
         info=dict(snr=dict(zip(names, snr)), k_shared=k_shared, k_private=k_private,
-                  seq_len=T, seed=int(seed)),
+                  seq_len=T, seed=int(seed),
+                  description=(f"synthetic n={n} snr=[{', '.join(f'{v:g}' for v in snr)}]"
+                               + (f" seq_len={T}" if T > 1 else "") + f" seed={int(seed)}")),
     )

@@ -23,7 +23,7 @@ from . import as_config, as_train_config, fit, over_seeds
 __all__ = ["MODEL", "TRAIN", "METHODS", "ABLATIONS", "make_setting", "regulator_for",
            "run_method", "compare", "unimodal_baselines", "imbalance_frames", "monitor_frame",
            "fire_fractions", "optimizer_scaling_demo", "accuracy_table", "weak_modality", "claim_rows",
-           "dominant_red", "claims_in_words", "trigger_sweep"]
+           "dominant_red", "trigger_sweep"]
 
 # ours: small CPU-sized encoders and the SGD settings used for every comparison
 MODEL = dict(aux_heads=True, d=32, hidden=64)
@@ -234,29 +234,21 @@ def optimizer_scaling_demo(data, modality: str, scales: Sequence[float] = (1.0, 
     return df
 
 
-def claim_rows(results: pd.DataFrame, weak: str, base: str = "joint", method: str = "RedReg",
-               rivals: Sequence[str] = ("OGM-GE", "InfoReg")) -> pd.DataFrame:
-    """The paper's claims as rows with per-seed values and a verdict COMPUTED by
-    `verdict_greater` (RedReg's mean above the other's by more than the standard error).
-    Columns: claim, metric, values (RedReg per seed), other (per seed), verdict."""
-    from ..claims import verdict_greater
+def claim_rows(results: pd.DataFrame, weak: str, dataset: str, base: str = "joint", method: str = "RedReg",
+               rivals: Sequence[str] = ("OGM-GE", "InfoReg"), record: bool = True) -> pd.DataFrame:
+    """The paper's claims as rows whose effect is ``method`` minus the other, paired by seed
+    (fused accuracy over joint training; the weak modality's head over joint training; fused
+    accuracy over each rival). The paper's numbers are levels on CREMA-D / Kinetics-Sounds
+    (RedReg 73.86 % / 71.13 % fused top-1), not gaps on our data: cited in the reference text."""
+    from ..claims import claim
 
-    def vals(mth, col):
-        v = results.loc[results.method == mth].sort_values("seed")[col].to_numpy(float)
-        if v.size == 0:
-            raise KeyError(f"no results for method {mth!r}; have {sorted(results.method.unique())}")
-        return v
-
+    ref = "RedReg paper: RedReg 73.86 % fused top-1 on CREMA-D, above OGM-GE, AGM, PMR, InfoReg (its data)"
     specs = [(f"{method} improves fused accuracy over joint training", "acc", base),
              (f"{method} improves the weak modality's ({weak}) accuracy over joint training", f"acc/{weak}", base)]
     specs += [(f"{method} beats {r} on fused accuracy", "acc", r) for r in rivals]
-    rows = []
-    for claim, col, other in specs:
-        a, b = vals(method, col), vals(other, col)
-        rows.append({"claim": claim, "metric": f"test {col} ({method} vs {other})", "values": a, "other": b,
-                     "ours_mean": a.mean(), "other_mean": b.mean(), "verdict": verdict_greater(a, b)})
-    return pd.DataFrame(rows)
-
+    return pd.concat([claim(results, paper="RedReg (arXiv 2511.13755)", claim=c, value=col, treatment=method,
+                            control=other, dataset=dataset, reference=ref, record=record)
+                      for c, col, other in specs], ignore_index=True)
 
 
 def dominant_red(history, normalized: bool = False) -> pd.Series:
@@ -266,22 +258,6 @@ def dominant_red(history, normalized: bool = False) -> pd.Series:
     key = "red_norm" if normalized else "red"
     vals = w[[f"{key}/{m}" for m in mods]].to_numpy()
     return pd.Series(vals[np.arange(len(w)), w["dominant"].astype(int).to_numpy()], index=w["step"], name=key)
-
-
-
-def claims_in_words(claims: pd.DataFrame, digits: int = 3) -> str:
-    """One markdown bullet per claim row of `claim_rows`: our means, the computed verdict and
-    what it means, so the notebook's prose cannot drift from its numbers."""
-    meaning = {"supported": "reproduces on our data",
-               "inconclusive": "RedReg is ahead, but by less than the seed-to-seed standard error: not reproduced",
-               "not supported": "RedReg is not ahead: does not reproduce on our data"}
-    lines = []
-    for _, c in claims.iterrows():
-        v = str(c.verdict)
-        key = next((k for k in meaning if v.startswith(k)), v)
-        lines.append(f"- **{c.claim}**: {c.ours_mean:.{digits}f} vs {c.other_mean:.{digits}f} "
-                     f"({len(c['values'])} seeds) → *{v}* — {meaning.get(key, v)}.")
-    return "\n".join(lines)
 
 
 
