@@ -5,6 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.nbkit-installed
 PROFILE ?= quick
 PYTEST_ARGS ?=
+ARGS ?=
 
 .PHONY: setup reproduce test test-fast lab clean-runs
 
@@ -18,9 +19,10 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-## the main job: every notebook executed by papermill into runs/<timestamp>/ (runs/latest)
+## the main job: every notebook executed by papermill into runs/<timestamp>/ (runs/latest);
+## ARGS passes any other option, e.g. make reproduce ARGS="--only 10 --data-dir ~/oulad"
 reproduce: setup
-	$(VENV)/bin/nbkit reproduce --profile $(PROFILE)
+	$(VENV)/bin/nbkit reproduce --profile $(PROFILE) $(ARGS)
 
 ## the whole test suite (unit tests, every notebook executed, the browser test)
 test: setup

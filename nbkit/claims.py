@@ -110,7 +110,7 @@ def claim(frame: pd.DataFrame, *, paper: str, claim: str, value: str, treatment:
           control: Any = None, against: float | None = None, by: str | Sequence[str] = "method",
           pair: str = "seed", direction: str = "greater", dataset: str, reference: str = "",
           reference_value: float = math.nan, units: str = "", digits: int = 3,
-          record: bool = True) -> pd.DataFrame:
+          verdict_text: str | None = None, record: bool = True) -> pd.DataFrame:
     """One claim row from a tidy frame of per-seed results, recorded (see `record_claim`).
 
     frame:     one row per (setting, seed) with the measured column ``value``.
@@ -122,7 +122,8 @@ def claim(frame: pd.DataFrame, *, paper: str, claim: str, value: str, treatment:
     direction: the claimed sign of the effect ("greater" or "less").
     dataset:   the data it was measured on (``MultimodalDataset.describe()``).
     The claim's text gets the compared means appended, e.g. "(RedReg 0.826 vs joint 0.776)";
-    ``metric`` reads "<value>: <treatment> - <control>, paired by <pair>".
+    ``metric`` reads "<value>: <treatment> - <control>, paired by <pair>". ``verdict_text=""``
+    records a measurement without a verdict (see `record_claim`).
     """
     by = [by] if isinstance(by, str) else list(by)
     missing = [c for c in [*by, pair, value] if c not in frame.columns]
@@ -151,7 +152,8 @@ def claim(frame: pd.DataFrame, *, paper: str, claim: str, value: str, treatment:
         text = f"{claim} ({_label(by, treatment)} {t.mean():.{digits}f}{unit} vs {against:g})"
         metric = f"{value}: {_label(by, treatment)} - {against:g}"
     return record_claim(paper, text, metric, effects, direction=direction, dataset=dataset,
-                        reference=reference, reference_value=reference_value, record=record)
+                        reference=reference, reference_value=reference_value, verdict_text=verdict_text,
+                        record=record)
 
 
 def record_claim(paper: str, claim: str, metric: str, values: Sequence[float] | float, *,

@@ -160,7 +160,7 @@ def project_2d(z, method: str = "pca", seed: int = 0, **kwargs) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ robustness protocol
-# MultiBench style (Liang et al., NeurIPS 2021 datasets track; specs/evaluation.md): a
+# MultiBench style (Liang et al., NeurIPS 2021 datasets track): a
 # curve of the test metric over 11 imperfection levels 0, .1, ..., 1; relative robustness =
 # area under it (trapezoid rule); effective robustness = deviation from the late-fusion
 # curve after shifting late fusion to the same clean score (MultiBench sums the deviation

@@ -3,7 +3,7 @@ orthogonality, regression alignment.
 
 Every function takes plain tensors [B, d] (one row per sample) and returns a scalar.
 Batch statistics need at least two samples: a smaller batch is answered by a ValueError
-that names the argument. Equations follow specs/dsrsd.md; normalisations that are our
+that names the argument. Equations follow docs/methods/dsrsd.md; normalisations that are our
 choices (so that one weight means the same thing for any d) are marked "(ours)".
 """
 from __future__ import annotations
@@ -102,7 +102,7 @@ def decorrelation(z: Tensor, eps: float = 1e-5) -> Tensor:
 
 def orthogonality(s: Tensor, p: Tensor, eps: float = 1e-8) -> Tensor:
     r"""Orthogonality between a shared batch s [N, d_s] and a private batch p [N, d_p]
-    (MISA-style "difference" loss, as in specs/dsrsd.md):
+    (MISA-style "difference" loss, see docs/methods/dsrsd.md):
 
         \hat S, \hat P = columns centred over the batch, then L2-normalised (unit columns)
         L_orth = || \hat S^T \hat P ||_F^2 / (d_s d_p)

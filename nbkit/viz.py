@@ -201,7 +201,7 @@ def gate_noise_figure(summary: pd.DataFrame, title: str = "Gate weight vs per-sa
     need = {"noisy_modality", "modality", "level_bin", "gate"}
     if summary.empty or not need <= set(summary.columns):
         raise ValueError(f"gate_noise_figure needs a non-empty frame with columns {sorted(need)} "
-                         f"(see nbkit.experiments.robustness.gate_noise_summary)")
+                         f"(see nbkit.experiments.nb03_missing_modalities.gate_noise_summary)")
     noisy = list(dict.fromkeys(summary.noisy_modality))
     mods = list(dict.fromkeys(summary.modality))
     palette = px.colors.qualitative.Plotly
@@ -359,3 +359,31 @@ def audio_table(df: pd.DataFrame, path_col: str = "path"):
 
 
 __all__ += ["audio_table"]
+
+
+# ---------------------------------------------------------------- notebook 10 (OULAD)
+def interval_figure(df: pd.DataFrame, x: str, y: str, color: str | None = None, title: str = "",
+                    reference: float | None = None):
+    """Mean ± std over seeds as a dot with an error bar per ``x`` (one row per x, color,
+    seed in ``df``), on an axis fitted to the data (bars that start at 0 hide differences of
+    a few hundredths); ``reference`` draws a dashed horizontal line (e.g. chance AUC 0.5)."""
+    import plotly.express as px
+
+    if df.empty:
+        raise ValueError("interval_figure got an empty frame")
+    missing = [c for c in [x, y] + ([color] if color else []) if c not in df.columns]
+    if missing:
+        raise ValueError(f"interval_figure: columns {missing} are not in the frame (it has {list(df.columns)})")
+    keys = [x] + ([color] if color else [])
+    agg = df.groupby(keys, sort=False)[y].agg(["mean", "std", "count"]).reset_index()
+    agg["std"] = agg["std"].fillna(0.0)
+    fig = px.scatter(agg, x=x, y="mean", color=color, error_y="std", template=TEMPLATE, title=title,
+                     hover_data=["count"])
+    fig.update_traces(marker_size=11)
+    lo, hi = float((agg["mean"] - agg["std"]).min()), float((agg["mean"] + agg["std"]).max())
+    if reference is not None:
+        fig.add_hline(y=float(reference), line_dash="dash", line_color="#8c959f")
+        lo, hi = min(lo, float(reference)), max(hi, float(reference))
+    pad = 0.1 * max(hi - lo, 1e-6)
+    fig.update_layout(yaxis_title=y, yaxis_range=[lo - pad, hi + pad], height=420)
+    return fig

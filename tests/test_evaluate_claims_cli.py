@@ -98,45 +98,6 @@ def test_viz_functions_build_figures_from_tidy_data():
     assert gap.loc[1, "f1"] == "—"                     # no value for a group: a dash, not "nan ± 0"
 
 
-# ------------------------------------------------------------------ the main job
-def _nb(path, code):
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    p = nbformat.v4.new_code_cell('profile = "quick"\nseeds = [0]')
-    p.metadata["tags"] = ["parameters"]
-    nb.cells = [p, nbformat.v4.new_code_cell(code)]
-    nbformat.write(nb, path)
-
-
-@pytest.mark.notebooks
-def test_reproduce_reports_failures_and_keeps_going(tmp_path):
-    nbs = tmp_path / "nbs"
-    nbs.mkdir()
-    _nb(nbs / "01_ok.ipynb", "from nbkit.claims import record_claim\n"
-        "record_claim('P', 'seen ' + profile, 'acc', seeds, dataset='toy')")
-    _nb(nbs / "02_fail.ipynb", "raise RuntimeError('deliberate failure')")
-    _nb(nbs / "03_ok.ipynb", "x = 1")
-    out = tmp_path / "runs"
-    r = subprocess.run([sys.executable, "-m", "nbkit.cli", "reproduce", "--notebooks", str(nbs), "--out", str(out),
-                        "--seeds", "3", "4"], capture_output=True, text=True, timeout=300)
-    assert r.returncode == 1, r.stderr
-    latest = out / "latest"
-    assert latest.is_symlink() and (latest / "report.html").exists()
-    status = pd.read_csv(latest / "notebooks.csv").set_index("notebook")["status"].to_dict()
-    assert status == {"01_ok": "ok", "02_fail": "failed", "03_ok": "ok"}
-    assert (latest / "03_ok.html").exists() and (latest / "02_fail.html").exists()
-    report = (latest / "report.html").read_text()
-    assert "deliberate failure" in report and "02_fail" in report
-    claims = read_claims(latest / "claims.csv")
-    assert claims.loc[0, "claim"] == "seen quick" and claims.loc[0, "n_seeds"] == 2   # parameters injected
-    r2 = subprocess.run([sys.executable, "-m", "nbkit.cli", "reproduce", "--notebooks", str(nbs), "--out",
-                         str(out), "--only", "03"], capture_output=True, text=True, timeout=300)
-    assert r2.returncode == 0, r2.stderr
-    r3 = subprocess.run([sys.executable, "-m", "nbkit.cli", "reproduce", "--notebooks", str(nbs), "--only", "99"],
-                        capture_output=True, text=True, timeout=60)
-    assert r3.returncode == 2 and "match no notebook" in r3.stderr
-
-
 def test_import_nbkit_is_light():
     code = "import sys, time; t=time.perf_counter(); import nbkit; print(time.perf_counter()-t, 'torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()

@@ -36,6 +36,8 @@ def test_notebook_runs_with_defaults(path, tmp_path, monkeypatch):
     import papermill as pm
 
     monkeypatch.setenv("NBKIT_CLAIMS", str(tmp_path / "claims.csv"))
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        monkeypatch.setenv(var, "1")          # the thread policy of `nbkit reproduce` (its --threads default)
     t0 = time.perf_counter()
     pm.execute_notebook(str(path), str(tmp_path / path.name), cwd=str(path.parent), kernel_name="python3",
                         progress_bar=False)

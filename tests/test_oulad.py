@@ -337,3 +337,105 @@ def test_compare_methods_and_gain(sample_dir):
         compare_methods(ds, seeds=[0], methods=["SVM"])
     with pytest.raises(ValueError, match="baseline"):
         gain_over_best_baseline(m[m.method == "DSRSD-Net"])
+
+
+# ------------------------------------------------------------- hardening (bad files)
+def _append_line(path, line):
+    with open(path, "a") as fh:
+        fh.write(line + "\n")
+
+
+@pytest.mark.parametrize("name, line, expected", [
+    ("studentInfo.csv", "AAA,2013J,106,M,Wales,HE Qualification,0-10%,0-35,0,60,N,Pass,EXTRA",
+     r"studentInfo.csv, line 7: 13 fields where the header has 12 \(too many\)"),
+    ("studentInfo.csv", "AAA,2013J,106,M,Wales", r"studentInfo.csv, line 7: 5 fields where the header has 12 \(too few\)"),
+    ("studentAssessment.csv", "1,101", r"studentAssessment.csv, line 7: 2 fields"),
+    ("studentVle.csv", "AAA,2013J,101,11,3,4,5", r"studentVle.csv, line 14: 7 fields where the header has 6"),
+])
+def test_rows_with_the_wrong_number_of_fields_name_file_and_line(tmp_path, name, line, expected):
+    d = _write_tiny(tmp_path)
+    _append_line(d / name, line)
+    with pytest.raises(ValueError, match=expected):
+        load_oulad(d)
+
+
+@pytest.mark.parametrize("value, line", [("10x", 4), ("101.5", 4)])
+def test_non_integer_student_ids_name_file_and_line(tmp_path, value, line):
+    d = _write_tiny(tmp_path)
+    t = pd.read_csv(d / "studentRegistration.csv", dtype=str)
+    t.loc[2, "id_student"] = value
+    t.to_csv(d / "studentRegistration.csv", index=False)
+    with pytest.raises(ValueError, match=rf"studentRegistration.csv, line {line}: column 'id_student' must be an integer, "
+                                         rf"got '{value}'"):
+        load_oulad(d)
+
+
+def test_blank_line_in_the_middle_is_an_error_but_a_trailing_one_is_not(tmp_path):
+    d = _write_tiny(tmp_path)
+    n0 = len(load_oulad(d, modalities=["demographics"]))
+    _append_line(d / "courses.csv", "")
+    assert len(load_oulad(d, modalities=["demographics"])) == n0         # trailing blank line: fine
+    _append_line(d / "courses.csv", "BBB,2013J,240")
+    with pytest.raises(ValueError, match="courses.csv, line 3: an empty line in the middle"):
+        load_oulad(d)
+
+
+def test_empty_files_are_named(tmp_path):
+    d = _write_tiny(tmp_path)
+    (d / "courses.csv").write_text("")
+    with pytest.raises(ValueError, match="OULAD file courses.csv is empty"):
+        load_oulad(d)
+    (tmp_path / "b").mkdir()
+    d2 = _write_tiny(tmp_path / "b")
+    (d2 / "studentInfo.csv").write_text(",".join(SCHEMA["studentInfo.csv"]) + "\n")
+    with pytest.raises(ValueError, match="studentInfo.csv .* has a header but no data rows"):
+        load_oulad(d2)
+
+
+@pytest.mark.parametrize("how", ["empty file", "header only", "no matching student"])
+def test_clicks_that_match_nobody_are_absent_not_zero(tmp_path, how):
+    d = _write_tiny(tmp_path)
+    if how == "empty file":
+        (d / "studentVle.csv").write_text("")
+    elif how == "header only":
+        (d / "studentVle.csv").write_text(",".join(SCHEMA["studentVle.csv"]) + "\n")
+    else:
+        v = pd.read_csv(d / "studentVle.csv")
+        v["id_student"] = 777777
+        v.to_csv(d / "studentVle.csv", index=False)
+    with pytest.warns(UserWarning, match="'clicks' modality is marked ABSENT"):
+        ds = load_oulad(d)
+    assert "clicks" in ds.modalities and not ds.present[:, ds.modalities.index("clicks")].any()
+    assert ds.present[:, [ds.modalities.index(m) for m in ("assessments", "demographics")]].all()
+    assert ds.info["clicks_absent"] and "ABSENT" in ds.info["clicks_note"]
+    assert "modalities assessments+demographics" in ds.describe()
+
+
+def test_zipped_table_is_read_or_the_zip_is_named(tmp_path):
+    import zipfile
+
+    d = _write_tiny(tmp_path)
+    plain = load_oulad(d)
+    with zipfile.ZipFile(d / "studentVle.csv.zip", "w") as zf:      # as OULAD's archive nests files
+        zf.write(d / "studentVle.csv", "anonymisedData/studentVle.csv")
+    (d / "studentVle.csv").unlink()
+    zipped = load_oulad(d)
+    assert torch.equal(zipped.x["clicks"], plain.x["clicks"])
+    with zipfile.ZipFile(d / "studentVle.csv.zip", "w") as zf:
+        zf.writestr("readme.txt", "nothing here")
+    with pytest.raises(FileNotFoundError, match=r"found the zip .*studentVle.csv.zip.*holds \['readme.txt'\]"):
+        load_oulad(d)
+    (d / "studentVle.csv.zip").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="studentVle.csv.zip' is not a readable zip archive"):
+        load_oulad(d)
+
+
+def test_find_data_dir_follows_nbkit_data(tmp_path, monkeypatch):
+    monkeypatch.delenv("NBKIT_DATA", raising=False)
+    assert oulad.find_data_dir() is None
+    assert oulad.find_data_dir(tmp_path) == tmp_path                  # an explicit folder wins
+    monkeypatch.setenv("NBKIT_DATA", str(tmp_path))
+    assert oulad.find_data_dir() is None                               # no OULAD tables there
+    (tmp_path / "oulad").mkdir()
+    _write_tiny(tmp_path / "oulad")
+    assert oulad.find_data_dir() == tmp_path / "oulad"

@@ -21,12 +21,21 @@ def test_core_dependencies_named_by_the_user_are_declared():
         assert pkg in deps, pkg
 
 
-def test_torch_is_pinned_to_the_local_cpu_build_everywhere():
+def test_torch_is_a_range_for_users_and_2_13_0_is_installed_first_here():
+    from packaging.specifiers import SpecifierSet
+
     torch_reqs = [d for d in PYPROJECT["project"]["dependencies"] if _name(d) == "torch"]
-    assert torch_reqs == ["torch==2.13.0"]
+    assert len(torch_reqs) == 1
+    spec = SpecifierSet(torch_reqs[0][len("torch"):])
+    # a range: the local build satisfies it (so pip keeps it), and so do other releases
+    assert "2.13.0" in spec and "2.4.1" in spec and "2.13.1" in spec and "3.0.0" not in spec
+    assert not any(s.operator == "==" for s in spec)
+    # the set-up here installs the local CPU build BEFORE the package, in both recipes
     pip_section = next(d["pip"] for d in ENV["dependencies"] if isinstance(d, dict) and "pip" in d)
     assert "torch==2.13.0" in pip_section
-    assert "pip install -q torch==2.13.0" in (ROOT / "Makefile").read_text()
+    assert pip_section.index("torch==2.13.0") < next(i for i, p in enumerate(pip_section) if p.startswith("-e ."))
+    make = (ROOT / "Makefile").read_text()
+    assert make.index("pip install -q torch==2.13.0") < make.index('pip install -q -e ".[dev]"')
 
 
 def test_environment_yml_installs_this_package_and_agrees_with_pyproject():
@@ -56,3 +65,22 @@ def test_readme_quick_start_gives_exactly_the_two_commands_and_ci_calls_one():
     make = (ROOT / "Makefile").read_text()
     for target in ("reproduce:", "test:", "lab:"):
         assert target in make
+    assert "$(ARGS)" in make.split("reproduce: setup", 1)[1].splitlines()[1]   # make reproduce ARGS="..."
+
+
+def test_the_repository_stands_alone():
+    """No file points outside the repository (the notes it needs are in docs/)."""
+    import subprocess
+
+    files = subprocess.run(["git", "-C", str(ROOT), "ls-files"], capture_output=True, text=True,
+                           check=True).stdout.split()
+    bad = []
+    for f in files:
+        if not f.endswith((".py", ".md", ".ipynb", ".toml", ".yml", ".cfg", ".txt")) or f == "tests/test_packaging.py":
+            continue
+        text = (ROOT / f).read_text(errors="ignore")
+        if "../shared" in text or "/work/shared" in text or re.search(r"\bspecs/\w+\.md", text):
+            bad.append(f)
+    assert bad == []
+    for link in re.findall(r"\]\(((?:docs|data)/[^)#]+)\)", (ROOT / "README.md").read_text()):
+        assert (ROOT / link).exists(), f"README links to {link}, which does not exist"

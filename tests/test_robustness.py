@@ -1,4 +1,4 @@
-"""Robustness protocol (specs/evaluation.md): curves over 11 levels, relative robustness
+"""Robustness protocol (MultiBench style, docs/methods/dsrsd.md): curves over 11 levels, relative robustness
 (area under the curve) and effective robustness (deviation from shifted late fusion)."""
 import numpy as np
 import pandas as pd

@@ -1,4 +1,4 @@
-"""Data-tour figures (nbkit.viz) and protocols (nbkit.experiments.datatour)."""
+"""Data-tour figures (nbkit.viz) and protocols (nbkit.experiments.nb00_data_tour)."""
 from __future__ import annotations
 
 import numpy as np

@@ -60,10 +60,14 @@ def data_dir(path: str | os.PathLike | None = None) -> Path:
 
 
 def avdigits_path(path: str | os.PathLike | None = None) -> Path:
-    """Path of the avdigits file. ``path`` may be the file itself or the folder holding it."""
+    """Path of the avdigits file. ``path`` may be the file itself or the folder holding it;
+    without ``path``, ``$NBKIT_DATA/avdigits.npz`` when that file exists (a folder of your
+    data sets need not hold avdigits), else the bundled ``<repo>/data/avdigits.npz``."""
     p = data_dir(path)
     if p.suffix != ".npz":
         p = p / FILENAME
+    if path is None and not p.is_file():
+        p = data_dir(Path(__file__).resolve().parents[2] / "data") / FILENAME
     if not p.is_file():
         raise FileNotFoundError(f"avdigits data file {str(p)!r} does not exist; {_REGEN}")
     return p

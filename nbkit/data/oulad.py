@@ -73,33 +73,145 @@ MODALITIES = ("clicks", "assessments", "demographics")
 
 
 # ------------------------------------------------------------------------------ reading
-def read_table(data_dir: str | Path, name: str, usecols: Sequence[str] | None = None, **kwargs) -> pd.DataFrame:
-    """Read one official OULAD table, checking the file and its columns first.
+def find_data_dir(data_dir: str | Path | None = None) -> Path | None:
+    """The OULAD folder to read: ``data_dir`` when given; else, when the environment
+    variable ``NBKIT_DATA`` names a folder holding the OULAD tables (directly, or in a
+    subfolder ``oulad/`` or ``OULAD/``), that folder; else None (no real data: use
+    `write_sample`). ``nbkit reproduce --data-dir DIR`` sets ``NBKIT_DATA`` for a run."""
+    import os
 
-    Raises FileNotFoundError naming the file, ValueError naming a missing column.
-    """
+    if data_dir is not None:
+        return Path(data_dir).expanduser()
+    env = os.environ.get("NBKIT_DATA")
+    if not env:
+        return None
+    root = Path(env).expanduser()
+    for cand in (root, root / "oulad", root / "OULAD"):
+        if (cand / "studentInfo.csv").is_file() or (cand / "studentInfo.csv.zip").is_file():
+            return cand
+    return None
+
+
+class _Table:
+    """One OULAD table on disk: ``<name>`` or, as OULAD's own archive nests files,
+    ``<name>.zip`` holding a member of that name. ``open()`` gives a fresh binary stream."""
+
+    def __init__(self, data_dir: Path, name: str):
+        self.name = name
+        path, zipped = Path(data_dir) / name, Path(data_dir) / f"{name}.zip"
+        self.member = None
+        if path.is_file():
+            self.path, self.label = path, name
+        elif zipped.is_file():
+            import zipfile
+
+            try:
+                with zipfile.ZipFile(zipped) as zf:
+                    members = [m for m in zf.namelist() if not m.startswith("__MACOSX")]
+            except zipfile.BadZipFile as exc:
+                raise ValueError(f"OULAD file {str(zipped)!r} is not a readable zip archive ({exc})") from None
+            hits = [m for m in members if Path(m).name == name]
+            if not hits:
+                raise FileNotFoundError(f"OULAD file {name} is missing: found the zip {str(zipped)!r}, but it holds "
+                                        f"{members[:10]}{' ...' if len(members) > 10 else ''}, not {name}")
+            self.path, self.member, self.label = zipped, hits[0], f"{name} (in {zipped.name})"
+        else:
+            raise FileNotFoundError(f"OULAD file {name} is missing: {str(path)!r} does not exist. {DOWNLOAD_HINT}")
+
+    def open(self):
+        if self.member is None:
+            return open(self.path, "rb")
+        import zipfile
+
+        zf = zipfile.ZipFile(self.path)
+        fh = zf.open(self.member)
+        fh._nbkit_zip = zf            # keep the archive open as long as the member stream
+        return fh
+
+    def empty(self) -> bool:
+        """True when the table has no data row (an empty file, or a header alone)."""
+        with self.open() as fh:
+            return not fh.readline().strip() or not any(line.strip() for line in fh)
+
+
+def _fields(line: bytes) -> int:
+    if b'"' not in line:
+        return line.count(b",") + 1
+    import csv
+
+    return len(next(csv.reader([line.decode("utf-8", "replace")])))
+
+
+def check_fields(table: _Table) -> int:
+    """Every data line of ``table`` has as many fields as its header (an error naming the
+    file and the line otherwise, where pandas would drop extra fields or pad short rows);
+    blank lines are allowed only at the end. Returns the number of data rows."""
+    with table.open() as fh:
+        header = fh.readline()
+        if not header.strip():
+            raise ValueError(f"OULAD file {table.label} is empty: it has no header line (expected the columns "
+                             f"{list(SCHEMA[table.name])})")
+        n = _fields(header.rstrip(b"\r\n"))
+        rows, blank_at = 0, None
+        for lineno, line in enumerate(fh, start=2):
+            line = line.rstrip(b"\r\n")
+            if not line.strip():
+                blank_at = blank_at or lineno
+                continue
+            if blank_at is not None:
+                raise ValueError(f"OULAD file {table.label}, line {blank_at}: an empty line in the middle of the table")
+            k = _fields(line)
+            if k != n:
+                raise ValueError(f"OULAD file {table.label}, line {lineno}: {k} fields where the header has {n} "
+                                 f"({'too many' if k > n else 'too few'}): {line[:120].decode('utf-8', 'replace')!r}")
+            rows += 1
+    return rows
+
+
+def read_table(data_dir: str | Path, name: str, usecols: Sequence[str] | None = None, check: bool = True,
+               **kwargs) -> pd.DataFrame:
+    """Read one official OULAD table (``<name>`` or ``<name>.zip``), checking it first: the
+    file exists and is not empty, every line has the header's number of fields, and the
+    columns are there. Raises FileNotFoundError naming the file, ValueError naming the file
+    and line or the missing column. ``chunksize=`` returns an iterator of frames."""
     if name not in SCHEMA:
         raise ValueError(f"name must be one of the OULAD files {list(SCHEMA)}, got {name!r}")
-    path = Path(data_dir) / name
-    if not path.is_file():
-        raise FileNotFoundError(f"OULAD file {name} is missing: {str(path)!r} does not exist. {DOWNLOAD_HINT}")
+    table = _Table(Path(data_dir), name)
+    if check:
+        check_fields(table)
     cols = list(usecols) if usecols is not None else list(SCHEMA[name])
-    header = pd.read_csv(path, nrows=0)
-    have = [c.strip() for c in header.columns]
+    with table.open() as fh:
+        have = [c.strip() for c in fh.readline().decode("utf-8", "replace").strip().split(",")]
     missing = [c for c in cols if c not in have]
     if missing:
-        raise ValueError(f"{name}: column {missing[0]!r} is missing (columns {missing} not found; the file has "
+        raise ValueError(f"{table.label}: column {missing[0]!r} is missing (columns {missing} not found; the file has "
                          f"{have}). The official OULAD schema of {name} is {list(SCHEMA[name])}.")
-    return pd.read_csv(path, usecols=cols, na_values=NA_VALUES, skipinitialspace=True, **kwargs)
+    if kwargs.get("chunksize"):
+        return pd.read_csv(table.open(), usecols=cols, na_values=NA_VALUES, skipinitialspace=True, **kwargs)
+    with table.open() as fh:
+        return pd.read_csv(fh, usecols=cols, na_values=NA_VALUES, skipinitialspace=True, **kwargs)
+
+
+def _has(data_dir: Path, name: str) -> bool:
+    return (data_dir / name).is_file() or (data_dir / f"{name}.zip").is_file()
+
+
+INTEGER_COLUMNS = ("id_student", "id_assessment", "id_site")
 
 
 def _numeric(df: pd.DataFrame, name: str, cols: Sequence[str]) -> None:
+    """Columns to numbers in place; a value that is not a number (or, for the id columns,
+    not an integer) is an error naming the file, the column and its line."""
     for c in cols:
         conv = pd.to_numeric(df[c], errors="coerce")
         bad = conv.isna() & df[c].notna()
+        if c in INTEGER_COLUMNS:
+            bad |= conv.notna() & (conv != conv.round())
         if bad.any():
-            raise ValueError(f"{name}: column {c!r} must be numeric (or '?' for missing); found "
-                             f"{df.loc[bad, c].astype(str).unique()[:5].tolist()}")
+            first = df.index[bad.to_numpy()][0]
+            raise ValueError(f"OULAD file {name}, line {int(first) + 2}: column {c!r} must be "
+                             f"{'an integer' if c in INTEGER_COLUMNS else 'numeric (or ? for missing)'}, got "
+                             f"{str(df.loc[first, c])!r} (bad values: {df.loc[bad, c].astype(str).unique()[:5].tolist()})")
         df[c] = conv
 
 
@@ -138,7 +250,7 @@ def _click_tensor(data_dir, rows: pd.DataFrame, cutoff_week: int, chunksize: int
     dtype = {"code_module": "category", "code_presentation": "category"}
     reader = read_table(data_dir, "studentVle.csv", dtype=dtype, chunksize=chunksize)
     from tqdm.auto import tqdm
-    big = (Path(data_dir) / "studentVle.csv").stat().st_size > 50e6     # the real file is ~450 MB
+    big = _Table(Path(data_dir), "studentVle.csv").path.stat().st_size > 50e6     # the real file is ~450 MB
     for chunk in tqdm(reader, desc="studentVle.csv", leave=False, unit="chunk", disable=not big):
         _numeric(chunk, "studentVle.csv", ["id_student", "id_site", "date", "sum_click"])
         chunk = chunk[chunk.date < cutoff_day].dropna(subset=["date", "sum_click", "id_site", "id_student"])
@@ -159,7 +271,8 @@ def _click_tensor(data_dir, rows: pd.DataFrame, cutoff_week: int, chunksize: int
     if n_unknown_sites:
         warnings.warn(f"studentVle.csv: {n_unknown_sites} rows name an id_site absent from vle.csv; they are ignored",
                       stacklevel=3)
-    return np.log1p(total.reshape(N, T, A)).astype(np.float32), types, T
+    matched = bool(total.any())
+    return np.log1p(total.reshape(N, T, A)).astype(np.float32), types, T, matched
 
 
 def _assessment_features(data_dir, rows: pd.DataFrame, cutoff_day: int) -> tuple[np.ndarray, list[str]]:
@@ -272,7 +385,7 @@ def load_oulad(
         raise FileNotFoundError(f"data_dir {str(data_dir)!r} is not a folder. {DOWNLOAD_HINT}")
     if withdrawn_before_cutoff not in ("drop", "keep"):
         raise ValueError(f"withdrawn_before_cutoff must be 'drop' or 'keep', got {withdrawn_before_cutoff!r}")
-    has_vle = (data_dir / "studentVle.csv").is_file()
+    has_vle = _has(data_dir, "studentVle.csv")
     if modalities is None:
         modalities = list(MODALITIES) if has_vle else ["assessments", "demographics"]
     modalities = list(modalities)
@@ -285,10 +398,13 @@ def load_oulad(
     if not has_vle:
         warnings.warn(f"studentVle.csv is not in {str(data_dir)!r}: building the OULAD data set without the "
                       f"'clicks' modality (demographics, registration and assessments only)", stacklevel=2)
+    vle_empty = has_vle and "clicks" in modalities and _Table(data_dir, "studentVle.csv").empty()
     synthetic = (data_dir / SAMPLE_MARKER).is_file()
 
     # -- rows and labels --------------------------------------------------------------
     info_t = read_table(data_dir, "studentInfo.csv")
+    if info_t.empty:
+        raise ValueError(f"OULAD file studentInfo.csv in {str(data_dir)!r} has a header but no data rows")
     _numeric(info_t, "studentInfo.csv", ["id_student", "num_of_prev_attempts", "studied_credits"])
     reg = read_table(data_dir, "studentRegistration.csv")
     _numeric(reg, "studentRegistration.csv", ["id_student", "date_registration", "date_unregistration"])
@@ -343,9 +459,21 @@ def load_oulad(
     # -- modalities -------------------------------------------------------------------
     x, features = {}, {}
     T = None
+    clicks_absent = None
     for m in modalities:
         if m == "clicks":
-            arr, types, T = _click_tensor(data_dir, rows, cutoff_week, chunksize)
+            if vle_empty:
+                vle = read_table(data_dir, "vle.csv", usecols=["activity_type"])
+                types, T = sorted(vle.activity_type.astype(str).unique()) or ["none"], cutoff_week + 1
+                arr, matched = np.zeros((len(rows), T, len(types)), np.float32), False
+                clicks_absent = "studentVle.csv has no data rows"
+            else:
+                arr, types, T, matched = _click_tensor(data_dir, rows, cutoff_week, chunksize)
+                if not matched:
+                    clicks_absent = "no row of studentVle.csv (before the cutoff) matches a student of this data set"
+            if clicks_absent:
+                warnings.warn(f"{clicks_absent}: the 'clicks' modality is marked ABSENT for every student "
+                              f"(present=False), not all-zero and present", stacklevel=2)
             features[m] = types
         elif m == "assessments":
             arr, features[m] = _assessment_features(data_dir, rows, cutoff_day)
@@ -356,9 +484,11 @@ def load_oulad(
     info = {
         "source": str(data_dir), "real_data": not synthetic, "synthetic_sample": synthetic,
         "cutoff_week": cutoff_week, "cutoff_day": cutoff_day, "has_clicks": "clicks" in x,
-        "clicks_note": (f"[N, {T}, {len(features.get('clicks', []))}]: bin 0 = before the start, bin k = week k-1; "
+        "clicks_note": (f"ABSENT for every student: {clicks_absent}" if clicks_absent else
+                        f"[N, {T}, {len(features.get('clicks', []))}]: bin 0 = before the start, bin k = week k-1; "
                         f"log1p(sum_click)") if "clicks" in x else
                        "no clicks: studentVle.csv absent or not asked for (demographics / registration / assessments only)",
+        "clicks_absent": bool(clicks_absent),
         "withdrawn_before_cutoff": withdrawn_before_cutoff,
         "n_withdrawn_before_cutoff": n_early, "n_rows_before_filters": n_all,
         "features": features, "label_counts": {CLASS_NAMES[0]: int(counts[0]), CLASS_NAMES[1]: int(counts[1])},
@@ -367,10 +497,14 @@ def load_oulad(
     }
     name = "OULAD SAMPLE (synthetic, NOT REAL DATA)" if synthetic else "OULAD"
     n_pres = rows[["code_module", "code_presentation"]].drop_duplicates().shape[0]
+    used = [m for m in x if not (m == "clicks" and clicks_absent)]
     info["description"] = (f"{'OULAD sample (NOT REAL DATA)' if synthetic else 'OULAD real'}: "
                            f"{rows.id_student.nunique():,} students, {n_pres} presentations, "
-                           f"cutoff week {cutoff_week}, modalities {'+'.join(x)}")
-    return MultimodalDataset(x, torch.from_numpy(y), name=name, class_names=CLASS_NAMES, info=info)
+                           f"cutoff week {cutoff_week}, modalities {'+'.join(used)}")
+    present = torch.ones(len(rows), len(x), dtype=torch.bool)
+    if clicks_absent:
+        present[:, list(x).index("clicks")] = False
+    return MultimodalDataset(x, torch.from_numpy(y), present=present, name=name, class_names=CLASS_NAMES, info=info)
 
 
 def label_counts(ds: MultimodalDataset) -> pd.DataFrame:

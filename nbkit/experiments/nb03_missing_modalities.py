@@ -24,7 +24,7 @@ __all__ = ["ABLATIONS", "BASELINES", "TRAIN", "make_data", "gate_vs_noise", "gat
            "gate_noise_correlation", "StudyResult", "missing_modality_study", "robustness_summary",
            "ablation_table", "claim_rows", "summary_table"]
 
-# the ablation variants of DSRSD-Net (specs/dsrsd.md, experiment 1): config overrides
+# the ablation variants of DSRSD-Net (docs/methods/dsrsd.md, experiment 1): config overrides
 ABLATIONS: dict[str, dict[str, Any]] = {
     "full": {},
     "w/o L_dec": {"lambda_dec": 0.0},

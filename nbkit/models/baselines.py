@@ -1,4 +1,4 @@
-"""Fusion baselines (specs/baselines.md): unimodal, early fusion, late fusion (MM-late)."""
+"""Fusion baselines (docs/methods/fusion_baselines.md): unimodal, early fusion, late fusion (MM-late)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -102,7 +102,7 @@ class LateFusion(MultimodalModel):
 
 
 # ----------------------------------------------------------------------------------------
-# Fusion baselines without decomposition (specs/baselines.md): gated fusion, co-attention.
+# Fusion baselines without decomposition (docs/methods/fusion_baselines.md): gated fusion, co-attention.
 # Both mask missing modalities (never a special code path), like DSRSD.
 
 class GatedFusion(MultimodalModel):

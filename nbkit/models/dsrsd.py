@@ -1,6 +1,6 @@
 """DSRSD-Net: Dual-Stream cross-modal representation learning via Residual Semantic
 Decorrelation (arXiv 2512.07568). No official code exists; this file follows
-specs/dsrsd.md, equations in the paper's order. "(paper)" marks what the paper states,
+docs/methods/dsrsd.md, equations in the paper's order. "(paper)" marks what the paper states,
 "(ours)" every choice the paper leaves open.
 
 For each modality m with encoder output h_m (masked: zero where m is missing):
