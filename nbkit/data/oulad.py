@@ -379,12 +379,47 @@ def load_oulad(
     the keys and final_result, in row order of the returned data set).
     """
     cutoff_week = _check_cutoff(cutoff_week)
-    cutoff_day = 7 * cutoff_week
     data_dir = Path(data_dir).expanduser()
     if not data_dir.is_dir():
         raise FileNotFoundError(f"data_dir {str(data_dir)!r} is not a folder. {DOWNLOAD_HINT}")
     if withdrawn_before_cutoff not in ("drop", "keep"):
         raise ValueError(f"withdrawn_before_cutoff must be 'drop' or 'keep', got {withdrawn_before_cutoff!r}")
+    modalities, vle_empty = _resolve_modalities(data_dir, modalities)
+    rows, n_all, n_early = _read_rows(data_dir, 7 * cutoff_week, withdrawn_before_cutoff, presentations,
+                                      max_students, seed)
+    y = rows.final_result.isin(POSITIVE).to_numpy(np.int64)
+    x, features, T, clicks_absent = _build_modalities(data_dir, rows, modalities, cutoff_week, chunksize, vle_empty)
+    synthetic = (data_dir / SAMPLE_MARKER).is_file()
+    counts = pd.Series(y).value_counts().reindex([0, 1], fill_value=0)
+    info = {
+        "source": str(data_dir), "real_data": not synthetic, "synthetic_sample": synthetic,
+        "cutoff_week": cutoff_week, "cutoff_day": 7 * cutoff_week, "has_clicks": "clicks" in x,
+        "clicks_note": (f"ABSENT for every student: {clicks_absent}" if clicks_absent else
+                        f"[N, {T}, {len(features.get('clicks', []))}]: bin 0 = before the start, bin k = week k-1; "
+                        f"log1p(sum_click)") if "clicks" in x else
+                       "no clicks: studentVle.csv absent or not asked for (demographics / registration / assessments only)",
+        "clicks_absent": bool(clicks_absent),
+        "withdrawn_before_cutoff": withdrawn_before_cutoff,
+        "n_withdrawn_before_cutoff": n_early, "n_rows_before_filters": n_all,
+        "features": features, "label_counts": {CLASS_NAMES[0]: int(counts[0]), CLASS_NAMES[1]: int(counts[1])},
+        "rows": rows[KEY + ["final_result"]].copy(),
+        "citation": "Kuzilek, Hlosta & Zdrahal, Open University Learning Analytics dataset, Sci. Data 4:170171 (2017), CC-BY 4.0",
+    }
+    used = [m for m in x if not (m == "clicks" and clicks_absent)]
+    n_pres = rows[["code_module", "code_presentation"]].drop_duplicates().shape[0]
+    info["description"] = (f"{'OULAD sample (NOT REAL DATA)' if synthetic else 'OULAD real'}: "
+                           f"{rows.id_student.nunique():,} students, {n_pres} presentations, "
+                           f"cutoff week {cutoff_week}, modalities {'+'.join(used)}")
+    present = torch.ones(len(rows), len(x), dtype=torch.bool)
+    if clicks_absent:
+        present[:, list(x).index("clicks")] = False
+    name = "OULAD SAMPLE (synthetic, NOT REAL DATA)" if synthetic else "OULAD"
+    return MultimodalDataset(x, torch.from_numpy(y), present=present, name=name, class_names=CLASS_NAMES, info=info)
+
+
+def _resolve_modalities(data_dir: Path, modalities) -> tuple[list[str], bool]:
+    """The modalities to build (default: all the files allow) and whether studentVle.csv is
+    there but empty."""
     has_vle = _has(data_dir, "studentVle.csv")
     if modalities is None:
         modalities = list(MODALITIES) if has_vle else ["assessments", "demographics"]
@@ -397,11 +432,14 @@ def load_oulad(
                                 f"'clicks' needs it; pass modalities=['assessments', 'demographics'] to go without")
     if not has_vle:
         warnings.warn(f"studentVle.csv is not in {str(data_dir)!r}: building the OULAD data set without the "
-                      f"'clicks' modality (demographics, registration and assessments only)", stacklevel=2)
-    vle_empty = has_vle and "clicks" in modalities and _Table(data_dir, "studentVle.csv").empty()
-    synthetic = (data_dir / SAMPLE_MARKER).is_file()
+                      f"'clicks' modality (demographics, registration and assessments only)", stacklevel=3)
+    return modalities, has_vle and "clicks" in modalities and _Table(data_dir, "studentVle.csv").empty()
 
-    # -- rows and labels --------------------------------------------------------------
+
+def _read_rows(data_dir: Path, cutoff_day: int, withdrawn_before_cutoff: str, presentations, max_students,
+               seed: int) -> tuple[pd.DataFrame, int, int]:
+    """One row per student x presentation with its registration and label, filtered:
+    (rows sorted by the key, rows before the filters, students who left before the cutoff)."""
     info_t = read_table(data_dir, "studentInfo.csv")
     if info_t.empty:
         raise ValueError(f"OULAD file studentInfo.csv in {str(data_dir)!r} has a header but no data rows")
@@ -420,7 +458,7 @@ def load_oulad(
     n_dup = int(info_t.duplicated(KEY).sum())
     if n_dup:
         warnings.warn(f"studentInfo.csv: {n_dup} duplicate (code_module, code_presentation, id_student) rows; "
-                      f"keeping the first of each", stacklevel=2)
+                      f"keeping the first of each", stacklevel=3)
         info_t = info_t.drop_duplicates(KEY)
     rows = info_t.merge(reg.drop_duplicates(KEY), on=KEY, how="left")
     if presentations is not None:
@@ -432,40 +470,46 @@ def load_oulad(
         rows = rows[keep]
     longest = courses.module_presentation_length.max()
     if cutoff_day >= longest:
-        raise ValueError(f"cutoff_week={cutoff_week} (day {cutoff_day}) is not before the end of any "
+        raise ValueError(f"cutoff_week={cutoff_day // 7} (day {cutoff_day}) is not before the end of any "
                          f"presentation (the longest lasts {longest:.0f} days)")
     n_all = len(rows)
     early = rows.date_unregistration < cutoff_day
-    n_early = int(early.sum())
     if withdrawn_before_cutoff == "drop":
         rows = rows[~early]
     if max_students is not None:
-        if int(max_students) < 2:
-            raise ValueError(f"max_students must be >= 2, got {max_students}")
-        if len(rows) > int(max_students):
-            rng = np.random.default_rng(int(seed))
-            y_tmp = rows.final_result.isin(POSITIVE).to_numpy()
-            pick = []
-            for cls in (False, True):
-                idx = np.flatnonzero(y_tmp == cls)
-                k = int(round(int(max_students) * len(idx) / len(rows)))
-                pick.append(rng.choice(idx, size=min(k, len(idx)), replace=False))
-            rows = rows.iloc[np.sort(np.concatenate(pick))]
+        rows = _stratified_subset(rows, max_students, seed)
     rows = rows.sort_values(KEY).reset_index(drop=True)
     if len(rows) < 2:
         raise ValueError(f"only {len(rows)} students are left after the filters; loosen presentations/cutoff_week")
-    y = rows.final_result.isin(POSITIVE).to_numpy(np.int64)
+    return rows, n_all, int(early.sum())
 
-    # -- modalities -------------------------------------------------------------------
+
+def _stratified_subset(rows: pd.DataFrame, max_students, seed: int) -> pd.DataFrame:
+    if int(max_students) < 2:
+        raise ValueError(f"max_students must be >= 2, got {max_students}")
+    if len(rows) <= int(max_students):
+        return rows
+    rng = np.random.default_rng(int(seed))
+    y_tmp = rows.final_result.isin(POSITIVE).to_numpy()
+    pick = []
+    for cls in (False, True):
+        idx = np.flatnonzero(y_tmp == cls)
+        k = int(round(int(max_students) * len(idx) / len(rows)))
+        pick.append(rng.choice(idx, size=min(k, len(idx)), replace=False))
+    return rows.iloc[np.sort(np.concatenate(pick))]
+
+
+def _build_modalities(data_dir: Path, rows: pd.DataFrame, modalities, cutoff_week: int, chunksize: int,
+                      vle_empty: bool):
+    """(x, feature names, clicks' time bins, why clicks are absent or None)."""
     x, features = {}, {}
-    T = None
-    clicks_absent = None
+    T, clicks_absent = None, None
     for m in modalities:
         if m == "clicks":
             if vle_empty:
                 vle = read_table(data_dir, "vle.csv", usecols=["activity_type"])
                 types, T = sorted(vle.activity_type.astype(str).unique()) or ["none"], cutoff_week + 1
-                arr, matched = np.zeros((len(rows), T, len(types)), np.float32), False
+                arr = np.zeros((len(rows), T, len(types)), np.float32)
                 clicks_absent = "studentVle.csv has no data rows"
             else:
                 arr, types, T, matched = _click_tensor(data_dir, rows, cutoff_week, chunksize)
@@ -473,38 +517,14 @@ def load_oulad(
                     clicks_absent = "no row of studentVle.csv (before the cutoff) matches a student of this data set"
             if clicks_absent:
                 warnings.warn(f"{clicks_absent}: the 'clicks' modality is marked ABSENT for every student "
-                              f"(present=False), not all-zero and present", stacklevel=2)
+                              f"(present=False), not all-zero and present", stacklevel=3)
             features[m] = types
         elif m == "assessments":
-            arr, features[m] = _assessment_features(data_dir, rows, cutoff_day)
+            arr, features[m] = _assessment_features(data_dir, rows, 7 * cutoff_week)
         else:
             arr, features[m] = _demographic_features(rows)
         x[m] = torch.from_numpy(arr)
-    counts = pd.Series(y).value_counts().reindex([0, 1], fill_value=0)
-    info = {
-        "source": str(data_dir), "real_data": not synthetic, "synthetic_sample": synthetic,
-        "cutoff_week": cutoff_week, "cutoff_day": cutoff_day, "has_clicks": "clicks" in x,
-        "clicks_note": (f"ABSENT for every student: {clicks_absent}" if clicks_absent else
-                        f"[N, {T}, {len(features.get('clicks', []))}]: bin 0 = before the start, bin k = week k-1; "
-                        f"log1p(sum_click)") if "clicks" in x else
-                       "no clicks: studentVle.csv absent or not asked for (demographics / registration / assessments only)",
-        "clicks_absent": bool(clicks_absent),
-        "withdrawn_before_cutoff": withdrawn_before_cutoff,
-        "n_withdrawn_before_cutoff": n_early, "n_rows_before_filters": n_all,
-        "features": features, "label_counts": {CLASS_NAMES[0]: int(counts[0]), CLASS_NAMES[1]: int(counts[1])},
-        "rows": rows[KEY + ["final_result"]].copy(),
-        "citation": "Kuzilek, Hlosta & Zdrahal, Open University Learning Analytics dataset, Sci. Data 4:170171 (2017), CC-BY 4.0",
-    }
-    name = "OULAD SAMPLE (synthetic, NOT REAL DATA)" if synthetic else "OULAD"
-    n_pres = rows[["code_module", "code_presentation"]].drop_duplicates().shape[0]
-    used = [m for m in x if not (m == "clicks" and clicks_absent)]
-    info["description"] = (f"{'OULAD sample (NOT REAL DATA)' if synthetic else 'OULAD real'}: "
-                           f"{rows.id_student.nunique():,} students, {n_pres} presentations, "
-                           f"cutoff week {cutoff_week}, modalities {'+'.join(used)}")
-    present = torch.ones(len(rows), len(x), dtype=torch.bool)
-    if clicks_absent:
-        present[:, list(x).index("clicks")] = False
-    return MultimodalDataset(x, torch.from_numpy(y), present=present, name=name, class_names=CLASS_NAMES, info=info)
+    return x, features, T, clicks_absent
 
 
 def label_counts(ds: MultimodalDataset) -> pd.DataFrame:
@@ -552,10 +572,29 @@ def write_sample(folder: str | Path, n_students: int = 600, seed: int = 0, n_mod
     n = int(n_students)
     modules = ["AAA", "BBB", "CCC", "DDD", "EEE", "FFF", "GGG"][: int(n_modules)]
     mps = [(m, p) for m in modules for p in ("2013J", "2014B")]
+    # the draws happen in this order (courses, assessments, VLE, students, submissions, clicks)
+    tables, length = _sample_course_tables(rng, mps)
+    st = _sample_students(rng, n, mps, length)
+    tables.update(studentInfo=st["info"], studentRegistration=st["registration"],
+                  studentAssessment=_sample_submissions(rng, st, tables["assessments"], mps, length))
+    if with_vle:
+        tables["studentVle"] = _sample_clicks(rng, st, tables["vle"], mps)
+    for name, df in tables.items():
+        df.to_csv(folder / f"{name}.csv", index=False, na_rep="?", float_format="%.10g")
+    (folder / SAMPLE_MARKER).write_text(
+        "SYNTHETIC SAMPLE - NOT REAL DATA.\n"
+        "Written by nbkit.data.oulad.write_sample in the official OULAD schema (Kuzilek et al. 2017) so that\n"
+        "the loader, tests and notebooks run without the real files. Its values come from a made-up\n"
+        f"generative story (seed={seed}, n_students={n}); no conclusion about students or about any method\n"
+        "on real data may be drawn from it. Real data: https://analyse.kmi.open.ac.uk/open_dataset (CC-BY 4.0).\n")
+    return folder
+
+
+def _sample_course_tables(rng, mps) -> tuple[dict, dict]:
+    """courses, assessments (CMA/TMA schedule per presentation, an exam at the end whose date
+    is sometimes missing) and VLE sites; and the presentations' lengths."""
     length = {mp: int(rng.integers(234, 270)) for mp in mps}
     courses = pd.DataFrame([(m, p, length[(m, p)]) for m, p in mps], columns=list(SCHEMA["courses.csv"]))
-
-    # assessments: CMA/TMA schedule (days) per presentation, exam at the end (date sometimes missing)
     ass_rows, aid = [], 1750
     for i, (m, p) in enumerate(mps):
         L = length[(m, p)]
@@ -566,9 +605,6 @@ def write_sample(folder: str | Path, n_students: int = 600, seed: int = 0, n_mod
             aid += 1
         ass_rows.append((m, p, aid, "Exam", L if i % 2 == 0 else np.nan, 100.0))
         aid += 1
-    assessments = pd.DataFrame(ass_rows, columns=list(SCHEMA["assessments.csv"]))
-
-    # VLE sites per presentation
     vle_rows, sid = [], 546000
     for m, p in mps:
         for k in range(30):
@@ -576,9 +612,12 @@ def write_sample(folder: str | Path, n_students: int = 600, seed: int = 0, n_mod
             wf = float(rng.integers(0, 20)) if t == "subpage" and k % 3 == 0 else np.nan
             vle_rows.append((sid, m, p, t, wf, wf))
             sid += 1
-    vle = pd.DataFrame(vle_rows, columns=list(SCHEMA["vle.csv"]))
+    return ({"courses": courses, "assessments": pd.DataFrame(ass_rows, columns=list(SCHEMA["assessments.csv"])),
+             "vle": pd.DataFrame(vle_rows, columns=list(SCHEMA["vle.csv"]))}, length)
 
-    # students
+
+def _sample_students(rng, n: int, mps, length) -> dict:
+    """studentInfo and studentRegistration, plus the latent variables the later tables use."""
     mp_idx = rng.integers(0, len(mps), n)
     ids = rng.choice(np.arange(11000, 2_700_000), size=n, replace=False)
     edu = rng.choice(len(_EDU), n, p=[0.02, 0.40, 0.43, 0.14, 0.01])
@@ -606,12 +645,17 @@ def write_sample(folder: str | Path, n_students: int = 600, seed: int = 0, n_mod
     date_reg[rng.random(n) < 0.01] = np.nan
     registration = pd.DataFrame({"code_module": info.code_module, "code_presentation": info.code_presentation,
                                  "id_student": ids, "date_registration": date_reg, "date_unregistration": unreg})
+    return dict(info=info, registration=registration, mp_idx=mp_idx, ids=ids, e=e, a=a, L_s=L_s,
+                withdraw=withdraw, unreg=unreg)
 
-    # submissions: one row per (student, assessment) submitted before withdrawal
+
+def _sample_submissions(rng, st: dict, assessments: pd.DataFrame, mps, length) -> pd.DataFrame:
+    """studentAssessment: one row per (student, assessment) submitted before withdrawal."""
     sa_rows = []
     by_mp = {mp: list(g.itertuples(index=False)) for mp, g in assessments.groupby(["code_module", "code_presentation"])}
-    for s in range(n):
-        m, p = mps[mp_idx[s]]
+    e, a, ids, withdraw, unreg = st["e"], st["a"], st["ids"], st["withdraw"], st["unreg"]
+    for s in range(len(ids)):
+        m, p = mps[st["mp_idx"][s]]
         for r in by_mp[(m, p)]:
             deadline = r.date if not np.isnan(r.date) else length[(m, p)]
             if withdraw[s] and unreg[s] <= deadline:
@@ -623,40 +667,32 @@ def write_sample(folder: str | Path, n_students: int = 600, seed: int = 0, n_mod
             if rng.random() < 0.01:
                 score = np.nan
             sa_rows.append((r.id_assessment, ids[s], sub, int(rng.random() < 0.01), score))
-    student_ass = pd.DataFrame(sa_rows, columns=list(SCHEMA["studentAssessment.csv"]))
+    return pd.DataFrame(sa_rows, columns=list(SCHEMA["studentAssessment.csv"]))
 
-    tables = {"courses.csv": courses, "assessments.csv": assessments, "vle.csv": vle, "studentInfo.csv": info,
-              "studentRegistration.csv": registration, "studentAssessment.csv": student_ass}
-    if with_vle:
-        # daily activity, vectorised over (student, day)
-        days = np.arange(-20, 270)
-        sd_s, sd_d = np.meshgrid(np.arange(n), days, indexing="ij")
-        end = np.where(withdraw, unreg, L_s)
-        alive = (sd_d < end[:, None]) & (sd_d < L_s[:, None])
-        weekly = 0.3 * np.cos(2 * np.pi * sd_d / 7)
-        fade = np.where(withdraw[:, None], -1.5 * np.clip(1 - (end[:, None] - sd_d) / 30, 0, 1), 0)
-        p_active = 1 / (1 + np.exp(-(-0.9 + 1.1 * e[:, None] + weekly + fade - 0.8 * (sd_d < 0))))
-        active = alive & (rng.random(sd_s.shape) < p_active)
-        st, dy = sd_s[active], sd_d[active]
-        k = 1 + rng.poisson(1.2 * np.exp(0.3 * e[st]))               # sites visited that day
-        st, dy = np.repeat(st, k), np.repeat(dy, k)
-        site_of_mp = {mp: vle.id_site[(vle.code_module == mp[0]) & (vle.code_presentation == mp[1])].to_numpy()
-                      for mp in mps}
-        type_w = _ACT_POPULARITY[[_ACTIVITY.index(t) for t in vle.activity_type[:30]]]
-        type_w = type_w / type_w.sum()
-        pick = rng.choice(30, size=len(st), p=type_w)
-        site = np.array([site_of_mp[mps[i]] for i in range(len(mps))])[mp_idx[st], pick]
-        clicks = 1 + rng.geometric(1 / (1 + 2.0 * np.exp(0.25 * e[st])), size=len(st)) - 1
-        student_vle = pd.DataFrame({"code_module": info.code_module.to_numpy()[st],
-                                    "code_presentation": info.code_presentation.to_numpy()[st],
-                                    "id_student": ids[st], "id_site": site, "date": dy, "sum_click": clicks})
-        tables["studentVle.csv"] = student_vle
-    for name, df in tables.items():
-        df.to_csv(folder / name, index=False, na_rep="?", float_format="%.10g")
-    (folder / SAMPLE_MARKER).write_text(
-        "SYNTHETIC SAMPLE - NOT REAL DATA.\n"
-        "Written by nbkit.data.oulad.write_sample in the official OULAD schema (Kuzilek et al. 2017) so that\n"
-        "the loader, tests and notebooks run without the real files. Its values come from a made-up\n"
-        f"generative story (seed={seed}, n_students={n}); no conclusion about students or about any method\n"
-        "on real data may be drawn from it. Real data: https://analyse.kmi.open.ac.uk/open_dataset (CC-BY 4.0).\n")
-    return folder
+
+def _sample_clicks(rng, st: dict, vle: pd.DataFrame, mps) -> pd.DataFrame:
+    """studentVle: daily activity, vectorised over (student, day)."""
+    e, ids, withdraw, unreg, L_s, mp_idx = st["e"], st["ids"], st["withdraw"], st["unreg"], st["L_s"], st["mp_idx"]
+    n = len(ids)
+    days = np.arange(-20, 270)
+    sd_s, sd_d = np.meshgrid(np.arange(n), days, indexing="ij")
+    end = np.where(withdraw, unreg, L_s)
+    alive = (sd_d < end[:, None]) & (sd_d < L_s[:, None])
+    weekly = 0.3 * np.cos(2 * np.pi * sd_d / 7)
+    fade = np.where(withdraw[:, None], -1.5 * np.clip(1 - (end[:, None] - sd_d) / 30, 0, 1), 0)
+    p_active = 1 / (1 + np.exp(-(-0.9 + 1.1 * e[:, None] + weekly + fade - 0.8 * (sd_d < 0))))
+    active = alive & (rng.random(sd_s.shape) < p_active)
+    s_idx, dy = sd_s[active], sd_d[active]
+    k = 1 + rng.poisson(1.2 * np.exp(0.3 * e[s_idx]))               # sites visited that day
+    s_idx, dy = np.repeat(s_idx, k), np.repeat(dy, k)
+    site_of_mp = {mp: vle.id_site[(vle.code_module == mp[0]) & (vle.code_presentation == mp[1])].to_numpy()
+                  for mp in mps}
+    type_w = _ACT_POPULARITY[[_ACTIVITY.index(t) for t in vle.activity_type[:30]]]
+    type_w = type_w / type_w.sum()
+    pick = rng.choice(30, size=len(s_idx), p=type_w)
+    site = np.array([site_of_mp[mps[i]] for i in range(len(mps))])[mp_idx[s_idx], pick]
+    clicks = 1 + rng.geometric(1 / (1 + 2.0 * np.exp(0.25 * e[s_idx])), size=len(s_idx)) - 1
+    info = st["info"]
+    return pd.DataFrame({"code_module": info.code_module.to_numpy()[s_idx],
+                         "code_presentation": info.code_presentation.to_numpy()[s_idx],
+                         "id_student": ids[s_idx], "id_site": site, "date": dy, "sum_click": clicks})
