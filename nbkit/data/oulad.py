@@ -390,6 +390,18 @@ def load_oulad(
     y = rows.final_result.isin(POSITIVE).to_numpy(np.int64)
     x, features, T, clicks_absent = _build_modalities(data_dir, rows, modalities, cutoff_week, chunksize, vle_empty)
     synthetic = (data_dir / SAMPLE_MARKER).is_file()
+    info = _dataset_info(data_dir, rows, y, x, features, T, clicks_absent, cutoff_week, synthetic,
+                         withdrawn_before_cutoff, n_early, n_all)
+    present = torch.ones(len(rows), len(x), dtype=torch.bool)
+    if clicks_absent:
+        present[:, list(x).index("clicks")] = False
+    name = "OULAD SAMPLE (synthetic, NOT REAL DATA)" if synthetic else "OULAD"
+    return MultimodalDataset(x, torch.from_numpy(y), present=present, name=name, class_names=CLASS_NAMES, info=info)
+
+
+def _dataset_info(data_dir, rows, y, x, features, T, clicks_absent, cutoff_week, synthetic,
+                  withdrawn_before_cutoff, n_early, n_all) -> dict:
+    """``ds.info`` of `load_oulad`: provenance, filters, feature names, the rows' keys, a description."""
     counts = pd.Series(y).value_counts().reindex([0, 1], fill_value=0)
     info = {
         "source": str(data_dir), "real_data": not synthetic, "synthetic_sample": synthetic,
@@ -410,11 +422,7 @@ def load_oulad(
     info["description"] = (f"{'OULAD sample (NOT REAL DATA)' if synthetic else 'OULAD real'}: "
                            f"{rows.id_student.nunique():,} students, {n_pres} presentations, "
                            f"cutoff week {cutoff_week}, modalities {'+'.join(used)}")
-    present = torch.ones(len(rows), len(x), dtype=torch.bool)
-    if clicks_absent:
-        present[:, list(x).index("clicks")] = False
-    name = "OULAD SAMPLE (synthetic, NOT REAL DATA)" if synthetic else "OULAD"
-    return MultimodalDataset(x, torch.from_numpy(y), present=present, name=name, class_names=CLASS_NAMES, info=info)
+    return info
 
 
 def _resolve_modalities(data_dir: Path, modalities) -> tuple[list[str], bool]:
