@@ -33,10 +33,10 @@ What follows the public reference code (haihuangcode/CMG and haihuangcode/TOC_H-
 - Dead-code reset (reference code): every step each code's "unused" counter grows by 1 and
   is set to 0 when the code is chosen; a code unused for more than ``dead_after`` steps (300)
   is re-initialised at a randomly chosen recently used code (counter < ``active_window``, 100)
-  plus uniform noise of half-width ``reset_noise`` (1/1024). Ours: we also rewrite that code's
-  EMA statistics (``m_k = e_k N_k``) so the reset survives the next EMA update; the reference
-  resets only ``e_k``, which its next update recomputes from the stale statistics unless the
-  reset code happens to be chosen in that step.
+  plus uniform noise of half-width ``reset_noise`` (1/1024). Ours: the reset code also takes
+  the EMA count of the code it copies and ``m_k = e_k N_k``, so the reset survives the next
+  EMA update; the reference resets only ``e_k``, which its next update recomputes from the
+  stale statistics (dragging it back) unless the reset code happens to be chosen in that step.
 - Initialisation (reference code): codes uniform in +-1/400, EMA counts 0.
 - FSQ (Mentzer et al. 2023; identical codes to vector-quantize-pytorch's ``FSQ``, a test
   compares): bound each of the len(levels) channels with ``tanh(z + shift) * h - offset``
@@ -189,7 +189,11 @@ class VectorQuantizerEMA(nn.Module):
         noise = (torch.rand(len(dead), self.dim, generator=self._gen) * 2 - 1).to(self.embedding) * self.reset_noise
         new = self.embedding[pick] + noise
         self.embedding[dead] = new
-        self.ema_weight[dead] = new * self.ema_count[dead, None]      # ours: the reset survives the next EMA step
+        # ours: the reset code takes the EMA count of the code it copies (and m_k = e_k N_k), so
+        # the reset survives the next EMA step; with its own near-zero count the Laplace term
+        # would drag it back towards the origin
+        self.ema_count[dead] = self.ema_count[pick]
+        self.ema_weight[dead] = new * self.ema_count[dead, None]
         self.n_resets += len(dead)
         return int(len(dead))
 
