@@ -132,10 +132,10 @@ def test_cpc_is_log_batch_for_unrelated_sequences_and_lower_for_related():
         opt = torch.optim.Adam(m.parameters(), lr=2e-2)
         g = torch.Generator().manual_seed(1)
 
-        def sample():
-            a = torch.randn(B, 6, 4, generator=g)
-            b = a.clone() if related else torch.randn(B, 6, 4, generator=g)
-            return {"a": a, "b": b}
+        def sample():                    # each sequence: a per-sample vector held over time, plus noise
+            u = torch.randn(B, 1, 4, generator=g)
+            ub = u if related else torch.randn(B, 1, 4, generator=g)
+            return {"a": u + 0.1 * torch.randn(B, 6, 4, generator=g), "b": ub + 0.1 * torch.randn(B, 6, 4, generator=g)}
         for _ in range(steps):
             opt.zero_grad()
             m(sample(), generator=g)["loss"].backward()
