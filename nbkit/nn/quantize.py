@@ -310,6 +310,14 @@ class FSQ(nn.Module):
         self.n_codes = int(math.prod(lv))
         self.register_buffer("_levels", torch.tensor(lv, dtype=torch.float32), persistent=False)
         self.register_buffer("_basis", torch.cumprod(torch.tensor([1] + lv[:-1]), 0).to(torch.long), persistent=False)
+        L = torch.tensor(lv, dtype=torch.float32)                       # constants of `bound`, computed once
+        half_l = (L - 1) * (1 + 1e-3) / 2
+        offset = torch.where(torch.remainder(L, 2) == 0, 0.5, 0.0)
+        self.register_buffer("_half_l", half_l, persistent=False)
+        self.register_buffer("_offset", offset, persistent=False)
+        self.register_buffer("_shift", torch.atanh(offset / half_l), persistent=False)
+        self.register_buffer("_half_w", torch.floor(L / 2), persistent=False)
+        self.register_buffer("_basis_f", self._basis.float(), persistent=False)
         g = torch.Generator().manual_seed(check_int("seed", seed))
         k = len(lv)
         if self.dim != k:
@@ -328,22 +336,19 @@ class FSQ(nn.Module):
     def codebook_sizes(self) -> list[int]:
         return [self.n_codes]
 
-    def bound(self, h: Tensor, eps: float = 1e-3) -> Tensor:
-        """The level-grid values before rounding: tanh(h + shift) * half_l - offset."""
-        L = self._levels.to(h)
-        half_l = (L - 1) * (1 + eps) / 2
-        offset = torch.where(torch.remainder(L, 2) == 0, 0.5, 0.0).to(h)
-        shift = torch.atanh(offset / half_l)
-        return torch.tanh(h + shift) * half_l - offset
+    def bound(self, h: Tensor) -> Tensor:
+        """The level-grid values before rounding: tanh(h + shift) * half_l - offset, with
+        half_l = (L - 1)(1 + 1e-3) / 2, offset = 0.5 for even L, shift = atanh(offset / half_l)."""
+        return torch.tanh(h + self._shift) * self._half_l - self._offset
 
     def quantize_latent(self, h: Tensor) -> tuple[Tensor, Tensor]:
         """(normalised codes in [-1, 1] with a straight-through round, code indices) of the
         projected latent h [..., len(levels)]."""
         b = self.bound(h.float())
-        r = b + (b.round() - b).detach()
-        half_w = torch.floor(self._levels / 2).to(r)
-        normed = r / half_w
-        idx = ((r.detach().round() + half_w) * self._basis.to(r)).sum(-1).round().long()
+        rd = b.detach().round()
+        r = b + (rd - b.detach())
+        normed = r / self._half_w
+        idx = ((rd + self._half_w) @ self._basis_f).round().long()
         return normed.to(h.dtype), idx
 
     def quantize_many(self, zs, ema_targets=None, update: bool = True, names=None) -> list[Quantized]:
