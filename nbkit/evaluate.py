@@ -354,3 +354,142 @@ def retrieval_metrics(a, b, ks=(1, 5, 10), similarity: str = "cosine", names: tu
         out[f"{name} meanr"] = float(ranks.mean())
     out["rsum"] = rsum
     return out
+
+
+# =====================================================================================
+# SRCID (issue 9): protocols for discrete (codebook) representations. All choices in this
+# block are ours unless marked; docs/methods/srcid.md.
+__all__ += ["discrete_representations", "pool_time", "cross_modal_generalization", "zero_shot_retrieval",
+            "code_agreement", "code_cooccurrence"]
+
+
+@torch.no_grad()
+def discrete_representations(model, ds: MultimodalDataset, batch_size: int = 512) -> dict[str, Any]:
+    """Run a frozen model (eval mode) over ``ds``: per modality the quantised representation
+    ``rep`` [N, S, D] (``Output.shared``), its ``codes`` [N, S, n_codebooks] and the per-sample
+    reconstruction error ``recon_error`` [N] (``Output.extras["recon_error"]`` where the model
+    reports it), plus ``y``."""
+    if not isinstance(ds, MultimodalDataset) or len(ds) == 0:
+        raise ValueError("ds must be a non-empty MultimodalDataset")
+    was = model.training
+    model.eval()
+    dev = next(model.parameters()).device
+    acc: dict[str, dict[str, list]] = {"rep": {}, "codes": {}, "recon_error": {}}
+    try:
+        for batch in ds.batches(batch_size):
+            out = model(batch.to(dev))
+            if not out.shared or not out.codes:
+                raise ValueError(f"{type(model).__name__} returns no quantised representation (Output.shared and "
+                                 f"Output.codes are empty); these protocols need a codebook model such as SRCID")
+            for m in out.shared:
+                acc["rep"].setdefault(m, []).append(out.shared[m].float().cpu())
+                acc["codes"].setdefault(m, []).append(out.codes[m].cpu())
+                err = out.extras.get("recon_error", {}).get(m)
+                if err is not None:
+                    acc["recon_error"].setdefault(m, []).append(err.float().cpu())
+    finally:
+        model.train(was)
+    res = {k: {m: torch.cat(v) for m, v in d.items()} for k, d in acc.items()}
+    res["y"] = ds.y
+    return res
+
+
+def pool_time(rep, how: str = "mean") -> np.ndarray:
+    """[N, S, D] -> [N, D] by the mean (or max) over time; [N, D] passes through."""
+    from ._checks import check_choice
+
+    check_choice("how", how, ("mean", "max"))
+    r = _np(rep)
+    if r.ndim == 2:
+        return r
+    if r.ndim != 3:
+        raise ValueError(f"rep must be [N, S, D] or [N, D], got shape {r.shape}")
+    return r.mean(1) if how == "mean" else r.max(1)
+
+
+def cross_modal_generalization(train_reps: dict, y_train, test_reps: dict, y_test, pool: str = "mean",
+                               seed: int = 0, C: float = 1.0):
+    """Cross-modal generalization (DCID/SRCID downstream protocol): with the encoder frozen,
+    fit a classifier on modality A's representations of ``train_reps`` and test it on
+    modality B's of ``test_reps``, for every ordered pair (A, B); A == B is the unimodal
+    accuracy. The classifier (ours): time ``pool``-ing, standardisation fitted on A, then
+    multinomial logistic regression (C=``C``). Returns a tidy frame: source, target, acc."""
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    if not isinstance(train_reps, dict) or not isinstance(test_reps, dict) or not train_reps:
+        raise TypeError("train_reps and test_reps must be non-empty dicts {modality: [N, S, D] representations}")
+    if set(train_reps) != set(test_reps):
+        raise ValueError(f"train_reps and test_reps must name the same modalities, got {sorted(train_reps)} "
+                         f"and {sorted(test_reps)}")
+    ytr, yte = _np(y_train).ravel(), _np(y_test).ravel()
+    Xtr = {m: pool_time(v, pool) for m, v in train_reps.items()}
+    Xte = {m: pool_time(v, pool) for m, v in test_reps.items()}
+    dims = {m: v.shape[1] for m, v in {**Xtr}.items()} | {f"test {m}": v.shape[1] for m, v in Xte.items()}
+    if len(set(dims.values())) != 1:
+        raise ValueError(f"every modality's representation must have the same width (one shared space), got {dims}")
+    for m in Xtr:
+        if len(Xtr[m]) != len(ytr) or len(Xte[m]) != len(yte):
+            raise ValueError(f"train_reps[{m!r}] / test_reps[{m!r}] must have one row per label "
+                             f"({len(ytr)} / {len(yte)}), got {len(Xtr[m])} / {len(Xte[m])}")
+    rows = []
+    for a in Xtr:
+        clf = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=300, random_state=seed))
+        clf.fit(Xtr[a], ytr)
+        for b in Xte:
+            rows.append({"source": a, "target": b, "acc": float((clf.predict(Xte[b]) == yte).mean())})
+    return pd.DataFrame(rows)
+
+
+def zero_shot_retrieval(reps: dict, a: str, b: str, pool: str = "mean", ks=(1, 5, 10)) -> dict[str, float]:
+    """Zero-shot retrieval between paired items of modalities ``a`` and ``b``: cosine
+    similarity of their time-``pool``-ed representations, `retrieval_metrics` (R@k both
+    directions, median and mean rank, rsum)."""
+    for m in (a, b):
+        if m not in reps:
+            raise KeyError(f"no representation for modality {m!r}; have {sorted(reps)}")
+    return retrieval_metrics(pool_time(reps[a], pool), pool_time(reps[b], pool), ks=ks, names=(a, b))
+
+
+def code_agreement(codes_a, codes_b) -> dict[str, float]:
+    """How often paired items of two modalities pick the same code. ``codes_*`` [N, S, C]
+    (C codebooks) or [N, S]: ``same_code`` = fraction of (sample, step) positions where both
+    chose the same code, per codebook column c (``same_code/c``) and, for the first codebook,
+    ``same_mode`` = fraction of samples whose most frequent code over time is the same (the
+    reference code's "equal_num")."""
+    A, B = torch.as_tensor(codes_a), torch.as_tensor(codes_b)
+    if A.shape != B.shape:
+        raise ValueError(f"codes_a and codes_b must have the same shape (paired items), got {tuple(A.shape)} and "
+                         f"{tuple(B.shape)}")
+    if A.ndim == 2:
+        A, B = A[..., None], B[..., None]
+    if A.ndim != 3 or A.is_floating_point():
+        raise ValueError(f"codes must be integer codes [N, S] or [N, S, C], got {A.dtype} {tuple(A.shape)}")
+    out = {f"same_code/{c}": float((A[..., c] == B[..., c]).double().mean()) for c in range(A.shape[-1])}
+    out["same_mode"] = float((torch.mode(A[..., 0], 1).values == torch.mode(B[..., 0], 1).values).double().mean())
+    return out
+
+
+def code_cooccurrence(codes_a, codes_b, n_codes: int, top: int | None = 20) -> tuple[np.ndarray, list[int], list[int]]:
+    """Counts [K, K] of (code chosen by modality a, code chosen by b) over paired positions of
+    ONE codebook (``codes_*``: [N, S] or [N]); with ``top`` only the most used codes of each
+    (rows: a's, columns: b's). Returns (matrix, row codes, column codes). A diagonal matrix
+    means the modalities share their codes."""
+    from ._checks import check_int
+
+    K = check_int("n_codes", n_codes, 1)
+    A = torch.as_tensor(codes_a).reshape(-1).long()
+    B = torch.as_tensor(codes_b).reshape(-1).long()
+    if A.shape != B.shape:
+        raise ValueError(f"codes_a and codes_b must pair up one to one, got {A.numel()} and {B.numel()} codes")
+    if A.numel() == 0 or int(torch.cat([A, B]).min()) < 0 or int(torch.cat([A, B]).max()) >= K:
+        raise ValueError(f"codes must be non-empty and lie in [0, {K})")
+    M = torch.zeros(K, K, dtype=torch.long).index_put_((A, B), torch.ones_like(A), accumulate=True).numpy()
+    rows, cols = list(range(K)), list(range(K))
+    if top is not None and top < K:
+        used = np.argsort(-(M.sum(1) + M.sum(0)), kind="stable")[:check_int("top", top, 1)]
+        used = sorted(int(i) for i in used)
+        M, rows, cols = M[np.ix_(used, used)], used, used
+    return M, rows, cols

@@ -135,3 +135,323 @@ def regression_alignment(pred: Tensor, target: Tensor, kind: str = "mse") -> Ten
     if kind == "cos":
         return (1 - F.cosine_similarity(pred.float(), target.float(), dim=1)).mean()
     raise ValueError(f"regression_alignment: kind must be 'mse' or 'cos', got {kind!r}")
+
+
+# =====================================================================================
+# SRCID (issue 9): CLUB (a variational upper bound of mutual information, with its own
+# estimator network and optimiser) and cross-modal CPC. docs/methods/srcid.md gives the
+# equations; the public reference is haihuangcode/CMG (model/CLUB.py, model/CPC.py) and
+# haihuangcode/TOC_H-DCID (same files), marked "(reference code)"; our choices "(ours)".
+import math as _math  # noqa: E402
+
+from torch import nn as _nn  # noqa: E402
+
+__all__ += ["gaussian_loglik", "club_upper_bound", "CLUB", "fit_clubs", "cpc_nce", "CrossCPC"]
+
+
+def _check_seq(fn: str, name: str, t, minimum: int = 2) -> Tensor:
+    """[B, D] (read as T = 1) or [B, T, D] -> [B, T, D]; NaN is an error naming ``name``."""
+    from ._checks import check_finite
+
+    if not isinstance(t, Tensor):
+        raise TypeError(f"{fn}: {name} must be a torch.Tensor [B, D] or [B, T, D], got {type(t).__name__}")
+    if t.ndim not in (2, 3):
+        raise ValueError(f"{fn}: {name} must have shape [B, D] or [B, T, D], got {tuple(t.shape)}")
+    check_batch_size(f"{fn}: {name}", t.shape[0], minimum)
+    check_finite(f"{fn}: {name}", t)
+    return t[:, None, :] if t.ndim == 2 else t
+
+
+def gaussian_loglik(mu: Tensor, logvar: Tensor, y: Tensor) -> Tensor:
+    r"""The CLUB estimator's training objective (reference code, ``loglikeli``): the
+    Gaussian log-likelihood of y under N(mu, diag exp(logvar)) without its constant,
+
+        LL = 1/(2 N) sum_{rows} sum_d [ -(mu_d - y_d)^2 / exp(logvar_d) - logvar_d ],
+
+    rows = every (sample, time step). q_theta is fitted by maximising LL."""
+    y = _check_seq("gaussian_loglik", "y", y, minimum=1)
+    mu = mu.reshape(-1, mu.shape[-1])
+    logvar = logvar.reshape(-1, logvar.shape[-1])
+    y = y.reshape(-1, y.shape[-1])
+    if mu.shape != y.shape or logvar.shape != y.shape:
+        raise ValueError(f"gaussian_loglik: mu, logvar and y must have the same shape, got "
+                         f"{tuple(mu.shape)}, {tuple(logvar.shape)}, {tuple(y.shape)}")
+    return _gll(mu, logvar, y)
+
+
+def _gll(mu: Tensor, logvar: Tensor, y: Tensor) -> Tensor:
+    mu, logvar, y = (t.reshape(-1, t.shape[-1]) for t in (mu, logvar, y))
+    return (-(mu - y) ** 2 / logvar.exp() - logvar).sum(1).mean(0) / 2
+
+
+def club_upper_bound(mu: Tensor, logvar: Tensor, y: Tensor, perm: Tensor) -> Tensor:
+    r"""The sampled CLUB estimate (Cheng et al. 2020, CLUBSample; the reference code's
+    ``mi_est``) for q(y|x) = N(mu(x), diag exp(logvar(x))), per sample b, time t, dim d:
+
+        pos_bd = -mean_t (mu_btd - y_btd)^2         / exp(mean_t logvar_btd)
+        neg_bd = -mean_t (mu_btd - y_{pi(b)td})^2   / exp(mean_t logvar_btd)
+        I_CLUB = 1/(2B) sum_b sum_d (pos_bd - neg_bd)
+
+    with pi = ``perm`` a permutation of the batch (the negatives: y paired with another
+    sample's x). With T = 1 this is CLUBSample exactly; the mean over time is the reference
+    code's grouping for sequences. An upper bound of I(x; y) when q is the true conditional;
+    in expectation over pi it equals E_p(x,y)[log q] - E_p(x)p(y)[log q]."""
+    y = _check_seq("club_upper_bound", "y", y)
+    mu = mu if mu.ndim == 3 else mu[:, None, :]
+    logvar = logvar if logvar.ndim == 3 else logvar[:, None, :]
+    if mu.shape != y.shape or logvar.shape != y.shape:
+        raise ValueError(f"club_upper_bound: mu, logvar and y must have the same shape, got "
+                         f"{tuple(mu.shape)}, {tuple(logvar.shape)}, {tuple(y.shape)}")
+    inv_var = (-logvar.mean(1)).exp()                                        # [B, D]
+    pos = -((mu - y) ** 2).mean(1) * inv_var
+    neg = -((mu - y[perm]) ** 2).mean(1) * inv_var
+    return (pos.sum(-1) - neg.sum(-1)).mean() / 2
+
+
+class CLUB(_nn.Module):
+    r"""CLUB (Cheng et al., ICML 2020): a variational upper bound of I(x; y) with its own
+    estimator q_theta(y|x) = N(mu(x), diag exp(logvar(x))).
+
+    Architecture (reference code, ``CLUBSample_group``): mu and logvar are two MLPs
+    x_dim -> hidden/2 -> hidden/2 -> hidden/2 -> y_dim with ReLU, logvar bounded in (-1, 1)
+    by a final tanh; PyTorch's default uniform initialisation. Training alternates (reference
+    code): `fit` takes ``steps`` (5) Adam steps (lr 1e-3) maximising `gaussian_loglik` on
+    DETACHED samples with the estimator's own optimiser; then `mi_est` gives
+    `club_upper_bound`, through which the model minimises the bound (gradients reach x and y,
+    never the estimator).
+
+    ``n`` > 1 holds n independent estimators (e.g. one per modality, as the reference has)
+    computed together as batched matrix products (ours: the same numbers, a fraction of the
+    time on a CPU). Each has its own parameters; they share one Adam, which updates every
+    parameter elementwise from its own gradient, so this equals n separate optimisers. With
+    n > 1 the inputs are lists of n tensors and results have one entry per estimator.
+
+    The estimator's parameters keep ``requires_grad=False`` outside `fit`, so a model that
+    holds a CLUB never hands them to its own optimiser (the reference keeps them in a
+    separate optimiser the same way). Inputs: [B, D] or [B, T, D] (rows = time steps).
+    """
+
+    def __init__(self, x_dim: int, y_dim: int, hidden: int = 256, lr: float = 1e-3, steps: int = 5, n: int = 1,
+                 seed: int = 0):
+        super().__init__()
+        from ._checks import check_int, check_number
+
+        self.x_dim = check_int("x_dim", x_dim, 1)
+        self.y_dim = check_int("y_dim", y_dim, 1)
+        self.hidden = check_int("hidden", hidden, 2)
+        self.lr = check_number("lr", lr, 0.0, lo_open=True)
+        self.steps = check_int("steps", steps, 0)
+        self.n = check_int("n", n, 1)
+        g = torch.Generator().manual_seed(check_int("seed", seed))
+        h = self.hidden // 2
+        sizes = [(self.x_dim, h), (h, h), (h, h), (h, self.y_dim)]
+        G = 2 * self.n                              # groups: n mu-networks, then n logvar-networks
+        self.weights = _nn.ParameterList()
+        self.biases = _nn.ParameterList()
+        for d_in, d_out in sizes:                   # U(-1/sqrt(in), 1/sqrt(in)): torch.nn.Linear's default
+            bound = 1 / _math.sqrt(d_in)
+            self.weights.append(_nn.Parameter((torch.rand(G, d_in, d_out, generator=g) * 2 - 1) * bound))
+            self.biases.append(_nn.Parameter((torch.rand(G, 1, d_out, generator=g) * 2 - 1) * bound))
+        self.requires_grad_(False)
+        self._gen = torch.Generator().manual_seed(int(seed) + 1)
+        self.optimizer: torch.optim.Optimizer | None = None
+
+    # ---------------------------------------------------------------- inputs
+    def _stack(self, v, name: str, minimum: int) -> Tensor:
+        """list of n tensors (or one tensor when n == 1) -> [n, B, T, D], checked."""
+        vs = [v] if isinstance(v, Tensor) else list(v)
+        if len(vs) != self.n:
+            raise ValueError(f"CLUB: {name} must be {'a tensor' if self.n == 1 else f'a list of {self.n} tensors'} "
+                             f"(one per estimator), got {len(vs)}")
+        vs = [_check_seq("CLUB", name if self.n == 1 else f"{name}[{i}]", t, minimum) for i, t in enumerate(vs)]
+        if len({tuple(t.shape) for t in vs}) != 1:
+            raise ValueError(f"CLUB: every {name} must have the same shape, got {[tuple(t.shape) for t in vs]}")
+        return torch.stack(vs)
+
+    def _xy(self, x, y, minimum=2):
+        X, Y = self._stack(x, "x", minimum), self._stack(y, "y", minimum)
+        if X.shape[1:3] != Y.shape[1:3]:
+            raise ValueError(f"CLUB: x and y must hold the same samples and time steps, got "
+                             f"{tuple(X.shape[1:])} and {tuple(Y.shape[1:])}")
+        if X.shape[-1] != self.x_dim or Y.shape[-1] != self.y_dim:
+            raise ValueError(f"CLUB: x must have last dimension {self.x_dim} and y {self.y_dim} (the estimator's "
+                             f"sizes), got {X.shape[-1]} and {Y.shape[-1]}")
+        return X, Y
+
+    # ---------------------------------------------------------------- q(y|x)
+    def mu_logvar(self, X: Tensor) -> tuple[Tensor, Tensor]:
+        """X [n, B, T, x_dim] -> (mu, logvar), each [n, B, T, y_dim]."""
+        n, B, T, _ = X.shape
+        h = X.reshape(n, B * T, -1).float().repeat(2, 1, 1)               # [2n, BT, x_dim]
+        last = len(self.weights) - 1
+        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            h = torch.baddbmm(b, h, w)
+            if i < last:
+                h = torch.relu(h)
+        mu, logvar = h[:n], torch.tanh(h[n:])
+        return mu.reshape(n, B, T, -1), logvar.reshape(n, B, T, -1)
+
+    def _out(self, v: Tensor):
+        return v[0] if self.n == 1 else v
+
+    def loglik(self, x, y) -> Tensor:
+        """`gaussian_loglik` of y under q(y|x) (the estimator's objective), per estimator."""
+        X, Y = self._xy(x, y, minimum=1)
+        mu, logvar = self.mu_logvar(X)
+        return self._out(torch.stack([gaussian_loglik(mu[i], logvar[i], Y[i]) for i in range(self.n)]))
+
+    def mi_est(self, x, y, perm: Tensor | None = None) -> Tensor:
+        """`club_upper_bound` per estimator, negatives from ``perm`` (default: a fresh random
+        permutation of the batch from this estimator's own generator, shared by its n parts)."""
+        X, Y = self._xy(x, y)
+        if perm is None:
+            perm = torch.randperm(X.shape[1], generator=self._gen).to(X.device)
+        mu, logvar = self.mu_logvar(X)
+        return self._out(torch.stack([club_upper_bound(mu[i], logvar[i], Y[i], perm) for i in range(self.n)]))
+
+    forward = mi_est
+
+    def fit(self, x, y, steps: int | None = None):
+        """``steps`` (default ``self.steps``) Adam steps maximising the log-likelihood of the
+        (detached) pairs; returns the last log-likelihood (per estimator). The optimiser is the
+        estimator's own (created on first use)."""
+        return fit_clubs([(self, x, y)], steps)[0]
+
+    def _optimizer(self) -> torch.optim.Optimizer:
+        if self.optimizer is None:
+            params = list(self.parameters())
+            try:                                            # one fused update for all tensors where supported
+                self.optimizer = torch.optim.Adam(params, lr=self.lr, fused=True)
+            except (RuntimeError, TypeError):
+                self.optimizer = torch.optim.Adam(params, lr=self.lr)
+        return self.optimizer
+
+
+def fit_clubs(jobs, steps: int | None = None) -> list:
+    """Fit several CLUB estimators at once: ``jobs`` = [(club, x, y), ...]. Each takes
+    ``steps`` (default: its own ``steps``) Adam steps with ITS OWN optimiser on its own
+    log-likelihood; the losses are summed into one backward pass, which gives every estimator
+    exactly its own gradient (their parameters are disjoint), so the result equals fitting
+    them one after another. Returns each final log-likelihood (a float, or a list per
+    estimator bank with n > 1)."""
+    prepared = [(c, *c._xy([t.detach() for t in x] if not isinstance(x, Tensor) else x.detach(),
+                           [t.detach() for t in y] if not isinstance(y, Tensor) else y.detach(), minimum=1))
+                for c, x, y in jobs]
+    if not prepared:
+        return []
+    n = max(c.steps for c, _, _ in prepared) if steps is None else int(steps)
+    opts = [c._optimizer() for c, _, _ in prepared]
+    lls: list = [float("nan")] * len(prepared)
+    with torch.enable_grad():
+        for c, _, _ in prepared:
+            c.requires_grad_(True)
+        try:
+            for k in range(n):
+                active = [i for i, (c, _, _) in enumerate(prepared) if steps is not None or k < c.steps]
+                for i in active:
+                    opts[i].zero_grad(set_to_none=True)
+                per = []
+                for i in active:
+                    c, X, Y = prepared[i]
+                    mu, logvar = c.mu_logvar(X)
+                    per.append(torch.stack([_gll(mu[j], logvar[j], Y[j]) for j in range(c.n)]))
+                (-torch.cat(per).sum()).backward()
+                for i in active:
+                    opts[i].step()
+                for i, v in zip(active, per):
+                    vals = v.detach().tolist()
+                    lls[i] = vals[0] if prepared[i][0].n == 1 else vals
+        finally:
+            for (c, _, _), o in zip(prepared, opts):
+                c.requires_grad_(False)
+                o.zero_grad(set_to_none=True)
+    return lls
+
+
+def cpc_nce(targets: Tensor, preds: Tensor) -> Tensor:
+    r"""One CPC InfoNCE term (reference code, ``Cross_CPC``): with scores
+    S_ij = <z_i, p_j> between the true future z_i of sample i and the prediction p_j made
+    from sample j's context,
+
+        L = -1/B sum_i log softmax_j(S_ij) |_{j = i}
+
+    (softmax over predictions, raw dot products, no temperature). Unrelated pairs give about
+    log B; a perfect predictor gives about 0."""
+    _check_pair("cpc_nce", targets, preds, names=("targets", "preds"))
+    s = targets.float() @ preds.float().T
+    return -torch.diagonal(torch.log_softmax(s, dim=1)).mean()
+
+
+class CrossCPC(_nn.Module):
+    r"""Cross-modal contrastive predictive coding (reference code, ``Cross_CPC`` /
+    ``Cross_CPC_AVT``). For each modality m an autoregressive LSTM summarises its sequence up
+    to a time step t, c^m_t = LSTM_m(z^m_{<=t}), and a linear predictor W_m maps it to a
+    prediction of a future step, p^m = W_m c^m_t. The loss sums `cpc_nce` terms:
+
+        L = sum_{a != b} w_cross * NCE(z^b_{t+1}, p^a) + sum_m w_self * NCE(z^m_{t+1}, p^m)
+
+    w_cross = 1, w_self = 0.1 (reference code: "slightly computing self nce ... provides a
+    direction to align modalities"); t is drawn uniformly from [1, T - 2] once per call, the
+    same for every modality and sample (reference code, k = 1 step ahead). Unrelated
+    sequences give about (M(M-1) w_cross + M w_self) log B; ``terms`` holds each NCE alone.
+    Sizes are ours (the reference uses a 2-layer LSTM with 256-d context)."""
+
+    def __init__(self, modalities, dim: int, context: int = 64, num_layers: int = 1, cross_weight: float = 1.0,
+                 self_weight: float = 0.1, min_start: int = 1):
+        super().__init__()
+        from ._checks import check_int, check_weight
+
+        mods = [str(m) for m in modalities]
+        if len(mods) < 2 or len(set(mods)) != len(mods):
+            raise ValueError(f"modalities must name >= 2 distinct modalities, got {mods}")
+        self.modalities = tuple(mods)
+        self.dim = check_int("dim", dim, 1)
+        self.context = check_int("context", context, 1)
+        self.cross_weight = check_weight("cross_weight", cross_weight)
+        self.self_weight = check_weight("self_weight", self_weight)
+        self.min_start = check_int("min_start", min_start, 0)
+        self.lstm = _nn.ModuleDict({m: _nn.LSTM(self.dim, self.context, check_int("num_layers", num_layers, 1),
+                                                batch_first=True) for m in mods})
+        self.pred = _nn.ModuleDict({m: _nn.Linear(self.context, self.dim) for m in mods})
+
+    def forward(self, z: dict[str, Tensor], t: int | None = None, generator: torch.Generator | None = None) -> dict:
+        """``z``: modality -> [B, T, dim] (pre-quantisation general features). Returns
+        ``{"loss", "terms": {(a, b): NCE of a's prediction of b's future}, "acc": {...}, "t"}``."""
+        missing = [m for m in self.modalities if m not in z]
+        if missing:
+            raise KeyError(f"CrossCPC: z lacks modalities {missing}; it needs {list(self.modalities)}")
+        seqs = {m: _check_seq("CrossCPC", f"z[{m!r}]", z[m]) for m in self.modalities}
+        shapes = {tuple(s.shape) for s in seqs.values()}
+        if len(shapes) != 1:
+            raise ValueError(f"CrossCPC: every modality needs the same [B, T, dim] shape, got "
+                             f"{ {m: tuple(s.shape) for m, s in seqs.items()} }")
+        B, T, D = next(iter(shapes))
+        if D != self.dim:
+            raise ValueError(f"CrossCPC: z must have last dimension {self.dim}, got {D}")
+        hi = T - 1 - self.min_start                       # number of admissible context ends
+        if hi < 1:
+            raise ValueError(f"CrossCPC needs sequences of at least {self.min_start + 2} steps, got T={T}")
+        if t is None:
+            t = int(torch.randint(hi, (1,), generator=generator)) + self.min_start
+        elif not self.min_start <= int(t) <= T - 2:
+            raise ValueError(f"t must be in [{self.min_start}, {T - 2}], got {t}")
+        t = int(t)
+        preds, futures = {}, {}
+        for m, s in seqs.items():
+            ctx, _ = self.lstm[m](s[:, :t + 1].float())
+            preds[m] = self.pred[m](ctx[:, t])
+            futures[m] = s[:, t + 1].float()
+        loss, terms, acc = 0.0, {}, {}
+        for a in self.modalities:
+            for b in self.modalities:
+                w = self.self_weight if a == b else self.cross_weight
+                nce = cpc_nce(futures[b], preds[a])
+                terms[(a, b)] = nce
+                with torch.no_grad():
+                    acc[(a, b)] = float((futures[b] @ preds[a].T).argmax(1).eq(torch.arange(B, device=nce.device))
+                                        .float().mean())
+                if w:
+                    loss = loss + w * nce
+        if not isinstance(loss, Tensor):
+            loss = next(iter(terms.values())) * 0.0
+        return {"loss": loss, "terms": terms, "acc": acc, "t": t}

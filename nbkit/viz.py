@@ -387,3 +387,57 @@ def interval_figure(df: pd.DataFrame, x: str, y: str, color: str | None = None, 
     pad = 0.1 * max(hi - lo, 1e-6)
     fig.update_layout(yaxis_title=y, yaxis_range=[lo - pad, hi + pad], height=420)
     return fig
+
+
+# ------------------------------------------------------------------ SRCID (issue 9, notebook 04)
+def mi_staircase_figure(frame: pd.DataFrame, smooth: int = 25, title: str = "CLUB on correlated Gaussians"):
+    """CLUB's estimate per step (thin: raw, thick: rolling mean over ``smooth`` steps) against
+    the true MI staircase and the bound with the true conditional (``exact_club``); ``frame``
+    from `nbkit.experiments.nb04_srcid.club_gaussian_staircase`."""
+    go = _go()
+    need = {"step", "true_mi", "estimate"}
+    if not need <= set(frame.columns) or frame.empty:
+        raise ValueError(f"frame must be a non-empty staircase frame with columns {sorted(need)}")
+    f = frame.sort_values("step")
+    fig = go.Figure()
+    fig.add_scatter(x=f.step, y=f.estimate, mode="lines", name="CLUB estimate (per batch)",
+                    line=dict(width=1, color="#9ecae1"))
+    fig.add_scatter(x=f.step, y=f.estimate.rolling(max(int(smooth), 1), min_periods=1).mean(), mode="lines",
+                    name=f"CLUB estimate (mean of {int(smooth)})", line=dict(width=3, color="#08519c"))
+    fig.add_scatter(x=f.step, y=f.true_mi, mode="lines", name="true MI", line=dict(width=2, color="black", dash="dash"))
+    if "exact_club" in f:
+        fig.add_scatter(x=f.step, y=f.exact_club, mode="lines", name="CLUB with the true q(y|x)",
+                        line=dict(width=2, color="#d62728", dash="dot"))
+    fig.update_layout(template=TEMPLATE, title=title, xaxis_title="estimator step", yaxis_title="nats", height=400)
+    return fig
+
+
+def codebook_usage_figure(frame: pd.DataFrame, kind: str = "perplexity", title: str = "Codebook usage over training"):
+    """One line per (variant, codebook) of the codebook ``kind`` over training steps; ``frame``
+    from `nbkit.experiments.nb04_srcid.usage_over_training`. Codebooks are never pooled."""
+    import plotly.express as px
+
+    need = {"variant", "codebook", "step", kind}
+    if frame.empty or not need <= set(frame.columns):
+        raise ValueError(f"frame must be a non-empty usage frame with columns {sorted(need)}")
+    f = frame.assign(series=frame.variant + " · " + frame.codebook)
+    fig = px.line(f, x="step", y=kind, color="series", template=TEMPLATE, title=title)
+    fig.update_layout(height=420, yaxis_title=kind, legend_title="variant · codebook")
+    return fig
+
+
+def code_cooccurrence_figure(matrix, rows: Sequence, cols: Sequence, names: tuple[str, str] = ("a", "b"),
+                             title: str = "Which code each modality picks for paired items"):
+    """Heatmap of `nbkit.evaluate.code_cooccurrence` counts: rows = codes of modality
+    ``names[0]``, columns = codes of ``names[1]``; mass on the diagonal = shared codes."""
+    m = np.asarray(matrix, dtype=float)
+    if m.ndim != 2 or m.shape != (len(rows), len(cols)):
+        raise ValueError(f"matrix must be [len(rows), len(cols)] = [{len(rows)}, {len(cols)}], got {m.shape}")
+    fig = heatmap_figure(m, x=[f"{c}" for c in cols], y=[f"{r}" for r in rows], title=title, zmid=None,
+                         colorscale="Blues", zmin=0)
+    fig.update_layout(xaxis_title=f"code chosen by {names[1]}", yaxis_title=f"code chosen by {names[0]}",
+                      height=480)
+    return fig
+
+
+__all__ += ["mi_staircase_figure", "codebook_usage_figure", "code_cooccurrence_figure"]

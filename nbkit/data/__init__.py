@@ -17,3 +17,15 @@ def __getattr__(name):
     if name == "oulad":
         return importlib.import_module(f"{__name__}.oulad")
     raise AttributeError(name)
+
+# ---- SRCID (issue 9): data with a time axis (nbkit.data.sequences, imported lazily) ----
+__all__ += ["sequences"]
+_lazy_srcid = ("sequences",)
+_getattr_before_srcid = __getattr__
+
+
+def __getattr__(name):  # noqa: F811 - extends the lazy loader above
+    import importlib
+    if name in _lazy_srcid:
+        return importlib.import_module(f"{__name__}.{name}")
+    return _getattr_before_srcid(name)

@@ -6,6 +6,7 @@
 | `nb01_residual` | 01 residual dual-stream decomposition (DSRSD-Net) |
 | `nb02_decorrelation` | 02 decorrelation and orthogonality (DSRSD-Net) |
 | `nb03_missing_modalities` | 03 gated fusion and missing modalities (DSRSD-Net) |
+| `nb04_srcid` | 04 semantic residual quantization (SRCID, DCID, VQ/RVQ/FSQ) |
 | `nb05_balance` | 05 modality balance (RedReg and the balance baselines) |
 | `nb10_oulad` | 10 OULAD case study |
 

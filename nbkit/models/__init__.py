@@ -7,3 +7,8 @@ from .dsrsd import DSRSD, DSRSDConfig
 __all__ = ["Output", "ModelConfig", "MultimodalModel", "Unimodal", "EarlyFusion", "LateFusion"]
 __all__ += ["DSRSD", "DSRSDConfig"]
 __all__ += ["GatedFusion", "CoAttention"]
+
+# ---- SRCID (issue 9) ------------------------------------------------------------------
+from .srcid import SRCID, SRCIDConfig  # noqa: E402
+
+__all__ += ["SRCID", "SRCIDConfig"]

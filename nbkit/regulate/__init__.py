@@ -52,3 +52,9 @@ def make_regulator(name: str, **kwargs) -> Regulator:
     if cls is None:
         raise KeyError(f"unknown regulator {name!r}; choose one of {list(REGULATORS)}")
     return cls(**kwargs)
+
+# ---- SRCID (issue 9): a monitor that logs what the model reports (warm start, codebook usage)
+from .monitor import ModelMonitor  # noqa: E402
+
+__all__ += ["ModelMonitor"]
+REGULATORS["ModelMonitor"] = ModelMonitor
