@@ -17,3 +17,8 @@ def __getattr__(name):
     if name == "oulad":
         return importlib.import_module(f"{__name__}.oulad")
     raise AttributeError(name)
+
+# ---- RSC-MD (notebook 06): procedural paired RGB + thermal scenes with boxes -------------
+from .scenes import make_scenes, scenes_from_arrays
+
+__all__ += ["make_scenes", "scenes_from_arrays"]

@@ -7,3 +7,8 @@ from .dsrsd import DSRSD, DSRSDConfig
 __all__ = ["Output", "ModelConfig", "MultimodalModel", "Unimodal", "EarlyFusion", "LateFusion"]
 __all__ += ["DSRSD", "DSRSDConfig"]
 __all__ += ["GatedFusion", "CoAttention"]
+
+# ---- RSC-MD (notebook 06): the two-backbone CenterNet-style detector ---------------------
+from .rscmd import RSCMDConfig, RSCMDDetector
+
+__all__ += ["RSCMDDetector", "RSCMDConfig"]
