@@ -468,27 +468,33 @@ def coco_map(preds, targets, n_classes: int | None = None, subsets: dict | None 
 
 
 @torch.no_grad()
-def detections(model, ds: MultimodalDataset, head: str = "fused", batch_size: int = 256, device=None):
+def detections(model, ds: MultimodalDataset, head="fused", batch_size: int = 256, device=None):
     """Run a detector (``model.predict(batch, head)``, e.g. `nbkit.models.RSCMDDetector`)
-    over ``ds``: (predictions, targets), one dict per image each."""
+    over ``ds``: (predictions, targets), one dict per image each. With a list of heads,
+    predictions are {head: list} from one forward pass per batch."""
     from .data.scenes import scene_targets
 
     if not hasattr(model, "predict"):
         raise TypeError(f"{type(model).__name__} is not a detector (no predict(batch, head))")
     if not isinstance(ds, MultimodalDataset) or len(ds) == 0 or "boxes" not in ds.factors:
         raise ValueError("ds must be a non-empty detection data set (make_scenes / scenes_from_arrays)")
+    many = isinstance(head, (list, tuple))
     device = device or next(model.parameters()).device
-    preds, targets = [], []
+    preds: dict = {h: [] for h in (head if many else [head])}
+    targets = []
     for batch in ds.batches(batch_size):
-        preds += [{k: v.cpu() for k, v in p.items()} for p in model.predict(batch.to(device), head=head)]
+        got = model.predict(batch.to(device), head=list(preds))
+        for h in preds:
+            preds[h] += [{k: v.cpu() for k, v in p.items()} for p in got[h]]
         targets += [dict(zip(("boxes", "labels"), scene_targets(batch.factors, i))) for i in range(len(batch))]
-    return preds, targets
+    return (preds if many else preds[head]), targets
 
 
-def detection_map(model, ds: MultimodalDataset, head: str = "fused", batch_size: int = 256) -> dict[str, float]:
+def detection_map(model, ds: MultimodalDataset, head: str = "fused", batch_size: int = 256,
+                  subsets: dict | None = None) -> dict[str, float]:
     """`coco_map` of a detector's ``head`` ("fused" or a modality's auxiliary head) on ``ds``."""
     preds, targets = detections(model, ds, head, batch_size)
-    return coco_map(preds, targets, n_classes=getattr(model, "n_classes", None))
+    return coco_map(preds, targets, n_classes=getattr(model, "n_classes", None), subsets=subsets)
 
 
 def found_objects(preds, targets, iou: float = 0.5, score: float = 0.3) -> list[np.ndarray]:

@@ -345,7 +345,7 @@ class RSCMDDetector(MultimodalModel):
             aux_in = f if c.rsc else {m: v.detach() for m, v in f.items()}
             extras["aux"] = {m: self.aux[m](aux_in[m]) for m in self.modalities}
             uni = {m: h["hm"].amax((2, 3)) for m, h in extras["aux"].items()}
-        if c.md == "B" and self.training and len(self.modalities) > 1:
+        if c.md == "B" and self.training:
             if c.md_partner == "mean":
                 with torch.no_grad():
                     for m in self.modalities:
@@ -395,19 +395,40 @@ class RSCMDDetector(MultimodalModel):
         w.update({f"map_{m}": 1.0 for m in self.modalities})   # MD-B: replaces the task gradient, same weight
         return w
 
+    # -- hooks for the RSC regulator (nbkit.regulate.RSC) ----------------------------------
+    def make_aux_head(self, m: str) -> DetHead:
+        """A fresh auxiliary detection head for modality ``m`` (the fused head's architecture
+        on one backbone's features), for `nbkit.regulate.RSC`."""
+        check_choice("m", m, self.modalities)
+        return DetHead(2 * self.config.width, self.config.head_conv, self.n_classes)
+
+    def aux_loss(self, m: str, pred: dict[str, Tensor], batch: Batch) -> Tensor:
+        """L_det of an auxiliary head's output on ``batch``'s boxes."""
+        return self.det_loss(pred, self.targets(batch))
+
     # -- inference ---------------------------------------------------------------------
+    @property
+    def heads(self) -> tuple[str, ...]:
+        """What `predict` can decode: "fused", then each modality's auxiliary head."""
+        return ("fused",) + tuple(self.aux.keys())
+
     @torch.no_grad()
-    def predict(self, batch: Batch, head: str = "fused") -> list[dict[str, Tensor]]:
-        """Decoded boxes per image from the fused heads (``head="fused"``) or one modality's
-        auxiliary head (``head=<modality>``). Runs in eval mode, restores the mode after."""
-        choices = ("fused",) + (tuple(self.aux.keys()) if len(self.aux) else ())
-        head = check_choice("head", head, choices)
+    def predict(self, batch: Batch, head="fused"):
+        """Decoded boxes per image (one dict per image: boxes, scores, labels) from the fused
+        heads (``head="fused"``) or one modality's auxiliary head (``head=<modality>``); a
+        list/tuple of heads gives {head: detections} from one forward pass. Runs in eval
+        mode and restores the mode after."""
+        many = isinstance(head, (list, tuple))
+        names = [check_choice("head", h, self.heads) for h in (head if many else [head])]
         was = self.training
         self.eval()
         try:
             out = self(batch)
         finally:
             self.train(was)
-        h = out.extras["det"] if head == "fused" else out.extras["aux"][head]
-        return decode_detections(h["hm"], h["wh"], h["reg"], self.config.stride, self.config.max_detections,
-                                 image_size=self.image_size)
+        res = {}
+        for name in names:
+            h = out.extras["det"] if name == "fused" else out.extras["aux"][name]
+            res[name] = decode_detections(h["hm"], h["wh"], h["reg"], self.config.stride,
+                                          self.config.max_detections, image_size=self.image_size)
+        return res if many else res[names[0]]

@@ -52,3 +52,10 @@ def make_regulator(name: str, **kwargs) -> Regulator:
     if cls is None:
         raise KeyError(f"unknown regulator {name!r}; choose one of {list(REGULATORS)}")
     return cls(**kwargs)
+
+# ---- RSC-MD (notebook 06): RSC, MD and their measurement ---------------------------------
+from .md import MD, RSCMD, SuppressionMonitor, partner_absent, suppression_ratios  # noqa: E402
+from .rsc import RSC  # noqa: E402
+
+__all__ += ["RSC", "MD", "RSCMD", "SuppressionMonitor", "partner_absent", "suppression_ratios"]
+REGULATORS.update({"RSC": RSC, "MD": MD, "RSC-MD": RSCMD, "SuppressionMonitor": SuppressionMonitor})
