@@ -231,7 +231,7 @@ class RSCMDConfig(ModelConfig):
             raise TypeError(f"rsc must be True or False, got {self.rsc!r}")
         self.md = check_choice("md", self.md, ("none", "A", "B"))
         self.md_partner = check_choice("md_partner", self.md_partner, ("zero", "mean"))
-        for name in ("hm_weight", "wh_weight", "off_weight"):
+        for name in ("lambda_aux", "hm_weight", "wh_weight", "off_weight"):
             setattr(self, name, check_weight(name, getattr(self, name)))
         self.max_detections = check_int("max_detections", self.max_detections, 1)
         self.mean_momentum = check_number("mean_momentum", self.mean_momentum, 0.0, 1.0, lo_open=True)
