@@ -463,6 +463,7 @@ def test_md_b_with_one_modality_is_plain_training(scenes):
 
 def test_regulators_compose_with_classification_models():
     ds = make_synthetic(n=160, seed=0)
+    assert isinstance(make_regulator("rsc_md"), RSCMD) and make_regulator("RSC-MD").rsc
     for name in ("RSC", "MD", "RSC-MD", "SuppressionMonitor"):
         assert name in REGULATORS
         torch.manual_seed(0)
@@ -561,3 +562,26 @@ def test_detection_figure_draws_every_box(scenes):
         viz.detection_figure(torch.zeros(3, 2, 8, 8))
     with pytest.raises(ValueError, match="targets has 2 entries for 3 images"):
         viz.detection_figure(b.x["rgb"], targets=gt[:2])
+
+
+def test_evaluate_detector_and_panels_with_an_untrained_model(scenes):
+    from nbkit.experiments import nb06_detection as D
+
+    torch.manual_seed(0)
+    model = RSCMDDetector(scenes.dims(), 3)
+    row, preds = D.evaluate_detector(model, scenes)
+    expected = {f"{metric}{head}{cond}" for metric in ("map", "map50") for head in ("", "/rgb", "/thermal")
+                for cond in ("", "/day", "/night")}
+    assert set(row) == expected and set(preds) == {"fused", "rgb", "thermal"}
+    assert all(0.0 <= v <= 1.0 for v in row.values())
+    assert len(D.condition_index(scenes, "day")) + len(D.condition_index(scenes, "night")) == len(scenes)
+    images, dets, titles = D.detection_panels({("fusion", 0): {"model": model}}, scenes, methods=("fusion",), k=2)
+    assert images.shape == (8, 3, 32, 32) and len(dets) == len(titles) == 8
+    assert titles[0] == "fusion, day, RGB" and titles[2] == "fusion, day, thermal"
+    assert all((d["scores"] >= 0.3).all() for d in dets)
+    with pytest.raises(KeyError, match="no run of 'RSC'"):
+        D.detection_panels({("fusion", 0): {"model": model}}, scenes, methods=("RSC",))
+    with pytest.raises(KeyError, match="unknown method"):
+        D.run_method("YOLO", (scenes, scenes))
+    with pytest.raises(ValueError, match="condition must be one of"):
+        D.condition_index(scenes, "dusk")

@@ -29,7 +29,7 @@ animal    triangle, about square     green                        0.78
   contract (one label per sample) holds and classification read-outs have a target.
 
 Deterministic by ``seed`` (torch and numpy generators seeded from it); 2,000 scenes of
-32 x 32 take well under a second.
+32 x 32 take about a second on one CPU core.
 """
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .._checks import check_boxes, check_choice, check_int, check_number, check_probability
+from .._checks import check_boxes, check_int, check_number, check_probability
 from .batch import MultimodalDataset
 
 __all__ = ["make_scenes", "scenes_from_arrays", "CLASS_NAMES", "CLASS_HEAT", "CLASS_RGB", "scene_targets"]

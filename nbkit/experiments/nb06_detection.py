@@ -26,7 +26,8 @@ from . import as_config, as_train_config, fit, over_seeds
 __all__ = ["MODEL", "TRAIN", "DATA", "METHODS", "make_setting", "condition_index", "condition_subsets",
            "evaluate_detector", "run_method", "compare", "unimodal_detectors", "degradation_table",
            "weak_modalities", "suppression_at_end", "suppression_curves", "quality_sweep", "toy_rho_frame",
-           "toy_gradient_check", "map_table", "claim_rows", "example_detections"]
+           "toy_gradient_check", "map_table", "claim_rows", "example_detections", "monitor_for",
+           "detection_panels"]
 
 # ours: CPU-sized detector and training. Explored before choosing (seed 0, notebook 06 says
 # so too): backbone width 8 vs 16, an extra stride-1 conv (depth 1 vs 0: slower and worse),
@@ -255,9 +256,6 @@ def monitor_for(test: MultimodalDataset, every: int = 20, n: int = 24):
     return lambda seed: SuppressionMonitor(every=every, probes=probes)
 
 
-__all__ += ["monitor_for"]
-
-
 def suppression_curves(runs: dict, method: str = "fusion") -> pd.DataFrame:
     """rho over training from the monitor's logs: tidy (seed, step, epoch, condition,
     modality, rho)."""
@@ -348,6 +346,23 @@ def example_detections(model, test: MultimodalDataset, condition: str, k: int = 
     batch = test[idx]
     preds = model.predict(batch, head=head)
     return batch, [{k_: v[p["scores"] >= 0.3] for k_, v in p.items()} for p in preds]
+
+
+def detection_panels(runs: dict, test: MultimodalDataset, methods: Sequence[str] = ("fusion", "RSC+MD"),
+                     seed: int = 0, k: int = 2):
+    """For `nbkit.viz.detection_figure`: each method's detections on ``k`` day and ``k`` night
+    test scenes, drawn on the RGB image and on the thermal image (one fused prediction per
+    scene, shown twice). Returns (images [N, 3, H, W], detections, titles)."""
+    images, dets, titles = [], [], []
+    for mth in methods:
+        if (mth, seed) not in runs:
+            raise KeyError(f"no run of {mth!r} with seed {seed}; have {sorted(runs)}")
+        for cond in ("day", "night"):
+            batch, pred = example_detections(runs[(mth, seed)]["model"], test, cond, k=k)
+            images += [batch.x["rgb"], batch.x["thermal"].repeat(1, 3, 1, 1)]
+            dets += pred + pred
+            titles += [f"{mth}, {cond}, RGB"] * len(pred) + [f"{mth}, {cond}, thermal"] * len(pred)
+    return torch.cat(images), dets, titles
 
 
 def claim_rows(results: pd.DataFrame, rho: pd.DataFrame, weak: dict[str, str], dataset: str,
