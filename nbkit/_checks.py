@@ -117,3 +117,28 @@ def check_batch_size(name: str, n: int, minimum: int = 2) -> None:
     if n < minimum:
         raise ValueError(f"{name} must hold at least {minimum} samples, got {n}; "
                          f"increase batch_size or drop the last incomplete batch")
+
+
+# ---------------------------------------------------------------------------------------
+# RSC-MD (notebook 06): boxes of detection data. Appended block.
+__all__ += ["check_boxes"]
+
+
+def check_boxes(name: str, boxes, width: float, height: float) -> torch.Tensor:
+    """Pixel boxes [K, 4] (x1, y1, x2, y2) inside a ``width`` x ``height`` image: finite, with a
+    positive size (x1 < x2, y1 < y2) and 0 <= x1, x2 <= width, 0 <= y1, y2 <= height. The
+    error names the first bad box, its values and the rule it breaks."""
+    b = torch.as_tensor(boxes, dtype=torch.float32)
+    if b.ndim != 2 or b.shape[1] != 4:
+        raise ValueError(f"{name} must have shape [K, 4] (x1, y1, x2, y2), got {tuple(b.shape)}")
+    check_finite(name, b)
+    rules = [
+        ((b[:, 2] <= b[:, 0]) | (b[:, 3] <= b[:, 1]), "a positive size (x1 < x2 and y1 < y2)"),
+        ((b[:, 0] < 0) | (b[:, 1] < 0) | (b[:, 2] > width) | (b[:, 3] > height),
+         f"to lie inside the {width:g}x{height:g} image (0 <= x1, x2 <= {width:g}, 0 <= y1, y2 <= {height:g})"),
+    ]
+    for bad, rule in rules:
+        if bad.any():
+            i = int(torch.nonzero(bad)[0])
+            raise ValueError(f"{name}[{i}] must have {rule}, got {[round(v, 4) for v in b[i].tolist()]}")
+    return b

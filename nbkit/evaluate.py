@@ -493,3 +493,179 @@ def code_cooccurrence(codes_a, codes_b, n_codes: int, top: int | None = 20) -> t
         used = sorted(int(i) for i in used)
         M, rows, cols = M[np.ix_(used, used)], used, used
     return M, rows, cols
+
+
+# =======================================================================================
+# RSC-MD (notebook 06): detection metrics. Appended block. mAP comes from pycocotools'
+# COCOeval (the COCO reference implementation), never from a hand-written AP.
+import copy  # noqa: E402
+
+__all__ += ["coco_map", "detections", "detection_map", "found_objects", "fusion_degradation"]
+
+
+def _det_list(items, name: str, with_scores: bool) -> list[dict[str, np.ndarray]]:
+    if not isinstance(items, (list, tuple)):
+        raise TypeError(f"{name} must be a list with one dict per image, got {type(items).__name__}")
+    out = []
+    for i, d in enumerate(items):
+        if not isinstance(d, dict) or "boxes" not in d or "labels" not in d or (with_scores and "scores" not in d):
+            keys = "boxes, scores, labels" if with_scores else "boxes, labels"
+            raise ValueError(f"{name}[{i}] must be a dict with {keys}, got {d if not isinstance(d, dict) else sorted(d)}")
+        b = _np(d["boxes"]).astype(np.float64).reshape(-1, 4)
+        l = _np(d["labels"]).astype(np.int64).reshape(-1)
+        s = _np(d["scores"]).astype(np.float64).reshape(-1) if with_scores else np.ones(len(b))
+        if not (len(b) == len(l) == len(s)):
+            raise ValueError(f"{name}[{i}] has {len(b)} boxes, {len(l)} labels and {len(s)} scores; they must match")
+        if not np.isfinite(b).all() or not np.isfinite(s).all():
+            raise ValueError(f"{name}[{i}] must hold finite boxes and scores")
+        if (b[:, 2] < b[:, 0]).any() or (b[:, 3] < b[:, 1]).any():
+            j = int(np.nonzero((b[:, 2] < b[:, 0]) | (b[:, 3] < b[:, 1]))[0][0])
+            raise ValueError(f"{name}[{i}] box {j} must have x1 <= x2 and y1 <= y2 (x1, y1, x2, y2), got {b[j].tolist()}")
+        out.append({"boxes": b, "labels": l, "scores": s})
+    return out
+
+
+def coco_map(preds, targets, n_classes: int | None = None, subsets: dict | None = None) -> dict[str, float]:
+    """mAP@[.5:.95] (``map``) and mAP@0.5 (``map50``) by pycocotools' ``COCOeval`` (bbox,
+    area "all", maxDets 100): the COCO reference implementation, not a hand-written AP.
+
+    preds:   one dict per image: ``boxes`` [k, 4] (x1, y1, x2, y2 pixels), ``scores`` [k],
+             ``labels`` [k] (class index).
+    targets: one dict per image: ``boxes``, ``labels``.
+    subsets: optional {name: image indices}: also ``map/<name>``, ``map50/<name>`` over those
+             images (one COCOeval.evaluate, one accumulate per subset).
+    Classes without a ground-truth object are left out of the mean (COCO's rule); NaN when
+    no image (of a subset) has an object."""
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    P, T = _det_list(preds, "preds", True), _det_list(targets, "targets", False)
+    if len(P) != len(T):
+        raise ValueError(f"preds and targets must have one entry per image, got {len(P)} and {len(T)}")
+    groups = {"": list(range(len(T)))}
+    for name, idx in (subsets or {}).items():
+        idx = [int(i) for i in np.asarray(_np(idx)).reshape(-1)]
+        if any(i < 0 or i >= len(T) for i in idx):
+            raise ValueError(f"subsets[{name!r}] must hold image indices in [0, {len(T) - 1}]")
+        groups[f"/{name}"] = idx
+    labels = [t["labels"] for t in T] + [p["labels"] for p in P]
+    C = int(n_classes) if n_classes is not None else int(max((l.max() for l in labels if len(l)), default=-1)) + 1
+    if any(((l < 0) | (l >= C)).any() for l in labels if len(l)):
+        raise ValueError(f"labels must be class indices in [0, {C - 1}]")
+    xywh = (lambda b: np.stack([b[:, 0], b[:, 1], b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]], 1))
+    anns, aid = [], 1
+    for i, t in enumerate(T):
+        for b, l in zip(xywh(t["boxes"]), t["labels"]):
+            anns.append({"id": aid, "image_id": i + 1, "category_id": int(l) + 1, "bbox": b.tolist(),
+                         "area": float(b[2] * b[3]), "iscrowd": 0})
+            aid += 1
+    rows = [np.column_stack([np.full(len(p["boxes"]), i + 1), xywh(p["boxes"]), p["scores"], p["labels"] + 1])
+            for i, p in enumerate(P) if len(p["boxes"])]
+    has_gt = {int(a["image_id"]) - 1 for a in anns}
+    res: dict[str, float] = {}
+    if not anns or not rows:
+        for g, idx in groups.items():
+            v = 0.0 if any(i in has_gt for i in idx) else float("nan")
+            res[f"map{g}"], res[f"map50{g}"] = v, v
+        return res
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO()
+        gt.dataset = {"images": [{"id": i + 1} for i in range(len(T))], "annotations": anns,
+                      "categories": [{"id": c + 1} for c in range(C)]}
+        gt.createIndex()
+        dt = gt.loadRes(np.concatenate(rows, 0))
+        ev = COCOeval(gt, dt, "bbox")
+        # only the numbers we report: area "all", 100 detections (COCO's defaults for them);
+        # skipping the small/medium/large ranges makes evaluate() 4x faster
+        ev.params.areaRng, ev.params.areaRngLbl, ev.params.maxDets = [[0.0, 1e10]], ["all"], [100]
+        ev.evaluate()
+        t50 = int(np.argmin(np.abs(ev.params.iouThrs - 0.5)))
+        mean = (lambda a: float(a[a > -1].mean()) if (a > -1).any() else float("nan"))
+        # a subset: accumulate over its images' per-image results. COCOeval.accumulate(p)
+        # indexes images by their position in p.imgIds, so the per-image list and the
+        # evaluated ids are narrowed to the subset first (evalImgs is ordered category,
+        # area range, image)
+        full, pe = ev.evalImgs, ev._paramsEval
+        I0, A0, K0 = len(pe.imgIds), len(pe.areaRng), len(pe.catIds)
+        pos = {img: n for n, img in enumerate(pe.imgIds)}
+        for g, idx in groups.items():
+            ids = sorted({i + 1 for i in idx})
+            ev.evalImgs = [full[k * A0 * I0 + a * I0 + pos[i]] for k in range(K0) for a in range(A0) for i in ids]
+            ev._paramsEval = copy.deepcopy(pe)
+            ev._paramsEval.imgIds = ids
+            p = copy.deepcopy(ev.params)
+            p.imgIds = ids
+            ev.accumulate(p)
+            # what COCOeval.summarize() reports as stats[0] and stats[1]: the mean of the
+            # interpolated precision over IoU thresholds (all, or 0.5), recall points, classes
+            prec = ev.eval["precision"][:, :, :, 0, 0]                   # [T, R, K]
+            res[f"map{g}"], res[f"map50{g}"] = mean(prec), mean(prec[t50])
+    return res
+
+
+@torch.no_grad()
+def detections(model, ds: MultimodalDataset, head="fused", batch_size: int = 256, device=None):
+    """Run a detector (``model.predict(batch, head)``, e.g. `nbkit.models.RSCMDDetector`)
+    over ``ds``: (predictions, targets), one dict per image each. With a list of heads,
+    predictions are {head: list} from one forward pass per batch."""
+    from .data.scenes import scene_targets
+
+    if not hasattr(model, "predict"):
+        raise TypeError(f"{type(model).__name__} is not a detector (no predict(batch, head))")
+    if not isinstance(ds, MultimodalDataset) or len(ds) == 0 or "boxes" not in ds.factors:
+        raise ValueError("ds must be a non-empty detection data set (make_scenes / scenes_from_arrays)")
+    many = isinstance(head, (list, tuple))
+    device = device or next(model.parameters()).device
+    preds: dict = {h: [] for h in (head if many else [head])}
+    targets = []
+    for batch in ds.batches(batch_size):
+        got = model.predict(batch.to(device), head=list(preds))
+        for h in preds:
+            preds[h] += [{k: v.cpu() for k, v in p.items()} for p in got[h]]
+        targets += [dict(zip(("boxes", "labels"), scene_targets(batch.factors, i))) for i in range(len(batch))]
+    return (preds if many else preds[head]), targets
+
+
+def detection_map(model, ds: MultimodalDataset, head: str = "fused", batch_size: int = 256,
+                  subsets: dict | None = None) -> dict[str, float]:
+    """`coco_map` of a detector's ``head`` ("fused" or a modality's auxiliary head) on ``ds``."""
+    preds, targets = detections(model, ds, head, batch_size)
+    return coco_map(preds, targets, n_classes=getattr(model, "n_classes", None), subsets=subsets)
+
+
+def found_objects(preds, targets, iou: float = 0.5, score: float = 0.3) -> list[np.ndarray]:
+    """Per image, a bool per ground-truth object: some prediction of its class with score >=
+    ``score`` overlaps it with IoU >= ``iou`` (pycocotools' box IoU). The score threshold 0.3
+    is the CenterNet reference code's visualisation threshold (``vis_thresh``)."""
+    from pycocotools import mask as mask_utils
+
+    from ._checks import check_number
+
+    iou = check_number("iou", iou, 0.0, 1.0, lo_open=True)
+    score = check_number("score", score, 0.0, 1.0)
+    P, T = _det_list(preds, "preds", True), _det_list(targets, "targets", False)
+    if len(P) != len(T):
+        raise ValueError(f"preds and targets must have one entry per image, got {len(P)} and {len(T)}")
+    xywh = (lambda b: np.stack([b[:, 0], b[:, 1], b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]], 1).astype(np.float64))
+    out = []
+    for p, t in zip(P, T):
+        hit = np.zeros(len(t["boxes"]), dtype=bool)
+        keep = p["scores"] >= score
+        if keep.any() and len(t["boxes"]):
+            ious = np.asarray(mask_utils.iou(xywh(p["boxes"][keep]), xywh(t["boxes"]), [0] * len(t["boxes"])))
+            same = p["labels"][keep][:, None] == t["labels"][None, :]
+            hit = ((ious >= iou) & same).any(0)
+        out.append(hit)
+    return out
+
+
+def fusion_degradation(unimodal_preds, fused_preds, targets, iou: float = 0.5, score: float = 0.3) -> dict[str, int]:
+    """Fusion degradation counts: ground-truth objects a unimodal detector finds and the fused
+    one misses (``degraded``), and the reverse (``rescued``), with `found_objects`' rule."""
+    u = np.concatenate(found_objects(unimodal_preds, targets, iou, score) or [np.zeros(0, bool)])
+    f = np.concatenate(found_objects(fused_preds, targets, iou, score) or [np.zeros(0, bool)])
+    return {"objects": int(len(u)), "found_unimodal": int(u.sum()), "found_fused": int(f.sum()),
+            "degraded": int((u & ~f).sum()), "rescued": int((f & ~u).sum())}

@@ -441,3 +441,67 @@ def code_cooccurrence_figure(matrix, rows: Sequence, cols: Sequence, names: tupl
 
 
 __all__ += ["mi_staircase_figure", "codebook_usage_figure", "code_cooccurrence_figure"]
+
+# ------------------------------------------------ RSC-MD figures (notebook 06). Appended block.
+def detection_figure(images, detections: Sequence | None = None, targets: Sequence | None = None,
+                     titles: Sequence | None = None, class_names: Sequence[str] | None = None, ncols: int = 4,
+                     stretch: bool = True, title: str = "", tile_px: int = 190):
+    """Images ([N, C, H, W], C = 3 for RGB or 1 for thermal/gray) in a grid with boxes drawn
+    on them: ``targets`` (one dict per image: boxes [k, 4] x1, y1, x2, y2 pixels, labels)
+    as dashed white boxes, ``detections`` (dicts with boxes, labels and optional scores) as
+    solid boxes coloured by class with "class score" above. ``stretch``: each image's
+    values mapped to its own 1st-99th percentile for display (night RGB is otherwise almost
+    black); False clips the raw values to [0, 1]."""
+    import plotly.express as px
+    from plotly.subplots import make_subplots
+
+    go = _go()
+    a = np.asarray(images.detach().cpu() if hasattr(images, "detach") else images, dtype=float)
+    if a.ndim != 4 or a.shape[1] not in (1, 3) or len(a) == 0:
+        raise ValueError(f"images must be a non-empty [N, C, H, W] array with C = 1 or 3, got shape {a.shape}")
+    n, _, h, w = a.shape
+    for name, seq in (("detections", detections), ("targets", targets), ("titles", titles)):
+        if seq is not None and len(seq) != n:
+            raise ValueError(f"{name} has {len(seq)} entries for {n} images")
+    ncols = max(1, min(int(ncols), n))
+    nrows = -(-n // ncols)
+    fig = make_subplots(rows=nrows, cols=ncols, subplot_titles=[str(t) for t in titles] if titles is not None else None,
+                        horizontal_spacing=0.02, vertical_spacing=0.08 if titles is not None else 0.02)
+    palette = px.colors.qualitative.Set1
+    arr = (lambda v: np.asarray(v.detach().cpu() if hasattr(v, "detach") else v, dtype=float))
+    for k in range(n):
+        r, c = divmod(k, ncols)
+        img = np.repeat(a[k], 3, 0) if a.shape[1] == 1 else a[k]
+        if stretch:
+            lo, hi = np.percentile(img, 1), np.percentile(img, 99)
+            img = (img - lo) / max(hi - lo, 1e-8)
+        img = (np.clip(img, 0, 1) * 255).astype(np.uint8).transpose(1, 2, 0)
+        fig.add_trace(go.Image(z=img, hoverinfo="skip"), row=r + 1, col=c + 1)
+        xref = "x" if k == 0 else f"x{k + 1}"
+        yref = "y" if k == 0 else f"y{k + 1}"
+        # pixel i covers [i, i + 1) in box coordinates and is drawn centred on i: shift by 0.5
+        for kind, items in (("target", targets), ("det", detections)):
+            if items is None:
+                continue
+            d = items[k]
+            boxes, labels = arr(d["boxes"]).reshape(-1, 4), arr(d["labels"]).reshape(-1).astype(int)
+            scores = arr(d["scores"]).reshape(-1) if kind == "det" and "scores" in d else None
+            for j, (b, lab) in enumerate(zip(boxes, labels)):
+                x0, y0, x1, y1 = (b - 0.5).tolist()
+                col = "white" if kind == "target" else palette[lab % len(palette)]
+                fig.add_shape(type="rect", x0=x0, y0=y0, x1=x1, y1=y1, xref=xref, yref=yref,
+                              line=dict(color=col, width=1.5, dash="dash" if kind == "target" else "solid"))
+                if kind == "det":
+                    name = class_names[lab] if class_names is not None and lab < len(class_names) else str(lab)
+                    text = name + (f" {scores[j]:.2f}" if scores is not None else "")
+                    fig.add_annotation(x=x0, y=y0, xref=xref, yref=yref, text=text, showarrow=False,
+                                       xanchor="left", yanchor="bottom", font=dict(size=9, color=col),
+                                       bgcolor="rgba(0,0,0,0.5)")
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    fig.update_layout(template=TEMPLATE, title=title, width=ncols * tile_px + 40,
+                      height=nrows * tile_px + (110 if titles is not None else 70), margin=dict(l=10, r=10, t=80, b=10))
+    return fig
+
+
+__all__ += ["detection_figure"]

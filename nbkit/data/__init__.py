@@ -29,3 +29,8 @@ def __getattr__(name):  # noqa: F811 - extends the lazy loader above
     if name in _lazy_srcid:
         return importlib.import_module(f"{__name__}.{name}")
     return _getattr_before_srcid(name)
+
+# ---- RSC-MD (notebook 06): procedural paired RGB + thermal scenes with boxes -------------
+from .scenes import make_scenes, scenes_from_arrays
+
+__all__ += ["make_scenes", "scenes_from_arrays"]

@@ -9,6 +9,7 @@
 | `nb04_srcid` | 04 semantic residual quantization (SRCID, DCID, VQ/RVQ/FSQ) |
 | `nb05_balance` | 05 modality balance (RedReg and the balance baselines) |
 | `nb10_oulad` | 10 OULAD case study |
+| `nb06_detection` | 06 gradient suppression in multimodal detection (RSC-MD) |
 
 Each protocol takes the model's ``Config`` and a `nbkit.train.TrainConfig` whole and
 returns tidy frames (one row per seed x setting x metric) for `nbkit.viz` and

@@ -12,3 +12,8 @@ __all__ += ["GatedFusion", "CoAttention"]
 from .srcid import SRCID, SRCIDConfig  # noqa: E402
 
 __all__ += ["SRCID", "SRCIDConfig"]
+
+# ---- RSC-MD (notebook 06): the two-backbone CenterNet-style detector ---------------------
+from .rscmd import RSCMDConfig, RSCMDDetector
+
+__all__ += ["RSCMDDetector", "RSCMDConfig"]

@@ -58,3 +58,10 @@ from .monitor import ModelMonitor  # noqa: E402
 
 __all__ += ["ModelMonitor"]
 REGULATORS["ModelMonitor"] = ModelMonitor
+
+# ---- RSC-MD (notebook 06): RSC, MD and their measurement ---------------------------------
+from .md import MD, RSCMD, SuppressionMonitor, partner_absent, suppression_ratios  # noqa: E402
+from .rsc import RSC  # noqa: E402
+
+__all__ += ["RSC", "MD", "RSCMD", "SuppressionMonitor", "partner_absent", "suppression_ratios"]
+REGULATORS.update({"RSC": RSC, "MD": MD, "RSC-MD": RSCMD, "SuppressionMonitor": SuppressionMonitor})
