@@ -170,7 +170,7 @@ def test_regenerate_tiny_version_with_espeak(tmp_path):
                         "--n-wav", "1", "--no-progress"], check=True, capture_output=True, timeout=120)
         outs.append(out)
     assert av.file_sha256(outs[0]) == av.file_sha256(outs[1])     # same seed, same bytes
-    ds = load_avdigits(outs[0])
+    ds = load_avdigits(outs[0], check=False)          # another build: not the shipped checksum
     assert len(ds) == 20 and ds.dims() == {"image": (784,), "audio": (32, 32)}
     assert np.bincount(ds.y.numpy()).tolist() == [2] * 10
     ex = av.example_wavs(outs[0])

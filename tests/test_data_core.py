@@ -50,7 +50,7 @@ def test_batches_cover_every_sample_once():
     seen = torch.cat([b.factors["f"] for b in ds.batches(8, shuffle=True, generator=torch.Generator().manual_seed(1))])
     assert sorted(seen.tolist()) == list(range(37))
     assert sum(len(b) for b in ds.batches(8, drop_last=True)) == 32
-    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1, got 0"):
         next(ds.batches(0))
 
 
@@ -104,9 +104,9 @@ def test_synthetic_seed_sequence_and_errors():
     s = make_synthetic(n=20, seq_len=7, dims=[5, 9], seed=0)
     assert s.x["m1"].shape == (20, 7, 5) and s.x["m2"].shape == (20, 7, 9)
     assert not torch.allclose(s.x["m1"][:, 0], s.x["m1"][:, 3])   # time steps differ
-    with pytest.raises(ValueError, match="n_modalities must be >= 2"):
+    with pytest.raises(ValueError, match="n_modalities must be an integer >= 2, got 1"):
         make_synthetic(n_modalities=1)
-    with pytest.raises(ValueError, match="snr must be"):
+    with pytest.raises(ValueError, match=r"snr\[1\] must be a number \(inf allowed\) > 0"):
         make_synthetic(snr=[1.0, -1.0])
     with pytest.raises(ValueError, match="dims must be"):
         make_synthetic(dims=[3, 4, 5])

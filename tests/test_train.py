@@ -102,7 +102,7 @@ def test_loss_weights_come_from_config(splits):
     assert torch.allclose(t.weighted_loss(terms), terms["task"])
     m.config.lambda_extra = 2.0
     assert torch.allclose(t.weighted_loss(terms), terms["task"] + 2 * terms["extra"])
-    with pytest.raises(ValueError, match="lambda_extra must be a number >= 0"):
+    with pytest.raises(ValueError, match="lambda_extra must be a finite number >= 0, got -1.0"):
         _Weighted.for_dataset(tr, lambda_extra=-1.0)
     with pytest.raises(TypeError, match="unknown config fields"):
         EarlyFusion.for_dataset(tr, lambda_nope=1.0)
