@@ -497,7 +497,7 @@ class Trainer:
             inputs_ok = all(bool(torch.isfinite(batch.x[m][batch.mask(m)]).all()) for m in batch.modalities)
             params_bad = any(not bool(torch.isfinite(p).all()) for p in model.parameters())
             if inputs_ok and (params_bad or "must be finite" in str(exc)):
-                self._diverged(None, self.loss_weights(), [], cause=str(exc))
+                self._diverged(None, self.loss_weights(), [], cause=str(exc).split(";")[0])
             raise
         loss = self.weighted_loss(terms)
         opt.zero_grad(set_to_none=True)
