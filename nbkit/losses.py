@@ -196,6 +196,6 @@ def regression_alignment(pred: Tensor, target: Tensor, kind: str = "mse") -> Ten
         return F.mse_loss(pred.float(), target.float())
     pf, tf = pred.float(), target.float()
     n = torch.cat([pf.norm(dim=1), tf.norm(dim=1)])
-    if bool((torch.isfinite(n) & (n >= _TINY_NORM)).all()):
+    if bool((torch.isfinite(n) & (n >= 1e-3)).all()):        # cosine_similarity's eps (1e-8) is then negligible
         return (1 - F.cosine_similarity(pf, tf, dim=1)).mean()
     return (1 - (_unit_rows(pf) * _unit_rows(tf)).sum(1)).mean()
