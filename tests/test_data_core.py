@@ -163,3 +163,28 @@ def test_corruption_works_on_batches():
     b = make_synthetic(n=64, seed=0)[:32]
     d = drop_modalities(b, {"m1": 1.0})
     assert isinstance(d, Batch) and not d.mask("m1").any()
+
+
+# ---------------------------------------------------------------- indexing and conversions (issue 14)
+def test_subset_accepts_positions_masks_and_negative_indices_and_select_a_name():
+    ds = small(10)
+    mask = torch.zeros(10, dtype=torch.bool)
+    mask[[2, 5]] = True
+    assert ds.subset(mask).factors["f"].tolist() == [2.0, 5.0]
+    assert ds.subset(np.array([-1, 0])).factors["f"].tolist() == [9.0, 0.0]
+    assert ds.subset(range(3)).factors["f"].tolist() == [0.0, 1.0, 2.0]
+    assert ds.select("b").modalities == ("b",)
+    with pytest.raises(IndexError, match=r"idx must hold positions in \[-10, 9\], got values from 0 to 10"):
+        ds.subset([0, 10])
+
+
+def test_label_checks_respect_class_names_and_conversions_keep_values():
+    ds = MultimodalDataset({"a": np.arange(12.0).reshape(4, 3)}, np.array([0, 2, 1, 2], dtype=np.int16),
+                           class_names=["x", "y", "z"])
+    assert ds.x["a"].dtype == torch.float32 and ds.x["a"][1].tolist() == [3.0, 4.0, 5.0]
+    assert ds.y.dtype == torch.int64 and ds.n_classes == 3 and ds.y.tolist() == [0, 2, 1, 2]
+    with pytest.raises(ValueError, match=r"y must hold class labels in 0..1 \(one per class name\), got labels from 0 to 2"):
+        MultimodalDataset({"a": torch.zeros(4, 3)}, torch.tensor([0, 2, 1, 2]), class_names=["x", "y"])
+    # rows with no modality may exist after corruption (keep_one=False) but never at construction
+    d = drop_modalities(make_synthetic(n=50, seed=0), 1.0, keep_one=False)
+    assert not d.present.any()
