@@ -463,7 +463,14 @@ class Trainer:
                 raise ValueError("val must hold at least 1 sample (or pass val=None to train without validation)")
             if val.modalities != train.modalities:
                 raise ValueError(f"val's modalities {list(val.modalities)} differ from train's {list(train.modalities)}")
-        # before the first step, not after an epoch: labels, loss weights, the monitored metric
+        # before the first step, not after an epoch: shapes, labels, loss weights, the monitored metric
+        dims = getattr(self.model, "dims", None)
+        for name, ds in (("train", train), ("val", val)):
+            if ds is not None and isinstance(dims, dict):
+                bad = {m: s for m, s in ds.dims().items() if m in dims and tuple(s) != tuple(dims[m])}
+                if bad:
+                    m = next(iter(bad))
+                    raise ValueError(f"{name}.x[{m!r}] has per-sample shape {bad[m]}, the model was built for {dims[m]}")
         n_classes = getattr(self.model, "n_classes", None)
         for name, ds in (("train", train), ("val", val)):
             if ds is None or n_classes is None:

@@ -219,6 +219,10 @@ CASES = [
      r"^train.y must hold class labels in 0..1 \(the model's n_classes=2\)"),
     ("fit lambda NaN set after build", lambda: Trainer((lambda m: (setattr(m.config, "lambda_dec", NAN), m)[1])(DSRSD(DIMS, 4)), epochs=1, progress=False).fit(ds64()),
      ValueError, r"^lambda_dec must be a finite number >= 0, got nan"),
+    ("fit val with other dims, before training", lambda: Trainer(EarlyFusion(DIMS, 4), epochs=1, progress=False).fit(ds64(), make_synthetic(n=64, dims=[5, 32])),
+     ValueError, r"^val.x\['m1'\] has per-sample shape \(5,\), the model was built for \(32,\)"),
+    ("batches generator str", lambda: next(ds64().batches(8, shuffle=True, generator="a")), TypeError, r"^generator must be a torch.Generator"),
+    ("avdigits path an int", lambda: load_avdigits(5), TypeError, r"^path must be a file or folder path"),
     # ---- regulators
     ("OGMGE seed str", lambda: R.OGMGE(seed="a"), TypeError, r"^seed must be an integer"),
     ("OGMGE modalities str", lambda: R.OGMGE(modalities="m1"), TypeError, r"^modalities must be a list of modality names"),

@@ -53,6 +53,8 @@ _REGEN = ("regenerate it with `python scripts/make_avdigits.py` (needs espeak-ng
 def data_dir(path: str | os.PathLike | None = None) -> Path:
     """The data folder: ``path`` if given, else ``$NBKIT_DATA``, else ``<repo>/data``."""
     if path is not None:
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"path must be a file or folder path (str or Path), got {path!r}")
         return Path(path)
     env = os.environ.get("NBKIT_DATA")
     if env:

@@ -317,6 +317,8 @@ class MultimodalDataset:
         drop_last: bool = False,
     ) -> Iterator[Batch]:
         batch_size = check_int("batch_size", batch_size, 1)
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
         n = len(self)
         order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
         stop = n - (n % batch_size) if drop_last and n >= batch_size else n
