@@ -36,7 +36,18 @@ def _check_2d(fn: str, name: str, t: Tensor, minimum: int = 2) -> None:
     if t.is_complex():
         raise TypeError(f"{fn}: {name} must hold real numbers, got {t.dtype}")
     check_batch_size(f"{fn}: {name}", t.shape[0], minimum)
-    check_finite(f"{fn}: {name}", t)
+
+
+def _checked(fn: str, value: Tensor, **inputs: Tensor) -> Tensor:
+    """``value`` after the NaN/inf check of the inputs. Every entry of every input reaches
+    the value of these losses, so a NaN/inf input always makes it non-finite: one check of
+    the scalar (one sync) replaces a pass over each input, and only a non-finite value
+    looks at the inputs, to name the one that holds NaN/inf (`check_finite`). A non-finite
+    value from finite inputs (an "mse" that overflows float32) is returned as it is."""
+    if not bool(torch.isfinite(value.detach())):
+        for name, t in inputs.items():
+            check_finite(f"{fn}: {name}", t)
+    return value
 
 
 def _check_pair(fn: str, a: Tensor, b: Tensor, same_dim: bool = True, minimum: int = 2,
@@ -56,10 +67,13 @@ def _unit_rows(t: Tensor) -> Tensor:
     or is below F.normalize's guard are first divided by their (detached) largest entry;
     the result is exact because row normalisation ignores a positive factor."""
     t = t.float()
-    n = t.norm(dim=1)
+    n = t.norm(dim=1, keepdim=True)
+    lo, hi = (float(v) for v in torch.aminmax(n.detach()))
+    if _TINY_NORM <= lo and hi < float("inf"):
+        return t / n.clamp_min(_TINY_NORM).expand_as(t)          # = F.normalize(t, dim=1), bit for bit
     scale = t.detach().abs().amax(1, keepdim=True)
-    if bool((torch.isfinite(n) & ((n >= _TINY_NORM) | (scale[:, 0] == 0))).all()):
-        return F.normalize(t, dim=1)
+    if hi < float("inf") and not bool(((n.detach() < _TINY_NORM) & (scale > 0)).any()):
+        return t / n.clamp_min(_TINY_NORM).expand_as(t)          # only exact zero rows are small
     return F.normalize(t / torch.where(scale > 0, scale, torch.ones_like(scale)), dim=1)
 
 
@@ -97,7 +111,7 @@ def info_nce(a: Tensor, b: Tensor, tau: float = 0.1, symmetric: bool = True) -> 
     loss = F.cross_entropy(logits, target)
     if symmetric:
         loss = 0.5 * (loss + F.cross_entropy(logits.T, target))
-    return loss
+    return _checked("info_nce", loss, a=a, b=b)
 
 
 def covariance(z: Tensor, eps: float = 1e-5) -> Tensor:
@@ -114,12 +128,18 @@ def covariance(z: Tensor, eps: float = 1e-5) -> Tensor:
     reported as uncorrelated.
     """
     _check_2d("covariance", "z", z)
-    eps = check_number("covariance: eps", eps, 0.0, lo_open=True)
+    c = _covariance(z, check_number("covariance: eps", eps, 0.0, lo_open=True))
+    _checked("covariance", c.sum(), z=z)
+    return c
+
+
+def _covariance(z: Tensor, eps: float) -> Tensor:
     z = z.float()
     n = z.shape[0]
     zc = z - z.mean(0, keepdim=True)
     var = zc.pow(2).sum(0, keepdim=True) / (n - 1)                 # Bessel-corrected
-    if not bool(torch.isfinite(var).all() & (var.max() >= eps)) and bool(zc.detach().abs().max() > 0):
+    vmax = float(var.detach().max())                               # inf if any variance overflowed
+    if not eps <= vmax < float("inf") and bool(zc.detach().abs().max() > 0):
         z = _rescaled(z)
         zc = z - z.mean(0, keepdim=True)
         var = zc.pow(2).sum(0, keepdim=True) / (n - 1)
@@ -143,9 +163,9 @@ def decorrelation(z: Tensor, eps: float = 1e-5) -> Tensor:
     if d < 2:
         raise ValueError(f"decorrelation: z needs at least 2 dimensions to have off-diagonal "
                          f"covariance, got shape {tuple(z.shape)}")
-    c = covariance(z, eps)
+    c = _covariance(z, check_number("covariance: eps", eps, 0.0, lo_open=True))
     off = c - torch.diag_embed(torch.diagonal(c))
-    return off.pow(2).sum() / (d * (d - 1))
+    return _checked("decorrelation", off.pow(2).sum() / (d * (d - 1)), z=z)
 
 
 def orthogonality(s: Tensor, p: Tensor, eps: float = 1e-8) -> Tensor:
@@ -170,12 +190,12 @@ def orthogonality(s: Tensor, p: Tensor, eps: float = 1e-8) -> Tensor:
     for t in (s, p):
         t = t.float() - t.float().mean(0, keepdim=True)
         nrm = t.norm(dim=0, keepdim=True)
-        if not bool(torch.isfinite(nrm).all() & (nrm.max() >= 1e4 * eps)) and bool(t.detach().abs().max() > 0):
+        if not 1e4 * eps <= float(nrm.detach().max()) < float("inf") and bool(t.detach().abs().max() > 0):
             t = _rescaled(t)
             nrm = t.norm(dim=0, keepdim=True)
         cols.append(t / (nrm + eps))
-    s, p = cols
-    return (s.T @ p).pow(2).sum() / (s.shape[1] * p.shape[1])
+    sh, pr = cols
+    return _checked("orthogonality", (sh.T @ pr).pow(2).sum() / (sh.shape[1] * pr.shape[1]), s=s, p=p)
 
 
 def regression_alignment(pred: Tensor, target: Tensor, kind: str = "mse") -> Tensor:
@@ -193,9 +213,11 @@ def regression_alignment(pred: Tensor, target: Tensor, kind: str = "mse") -> Ten
     _check_pair("regression_alignment", pred, target, minimum=1, names=("pred", "target"))
     kind = check_choice("regression_alignment: kind", kind, ("mse", "cos"))
     if kind == "mse":
-        return F.mse_loss(pred.float(), target.float())
+        return _checked("regression_alignment", F.mse_loss(pred.float(), target.float()), pred=pred, target=target)
     pf, tf = pred.float(), target.float()
-    n = torch.cat([pf.norm(dim=1), tf.norm(dim=1)])
-    if bool((torch.isfinite(n) & (n >= 1e-3)).all()):        # cosine_similarity's eps (1e-8) is then negligible
-        return (1 - F.cosine_similarity(pf, tf, dim=1)).mean()
-    return (1 - (_unit_rows(pf) * _unit_rows(tf)).sum(1)).mean()
+    lo, hi = (float(v) for v in torch.aminmax(torch.cat([pf.norm(dim=1), tf.norm(dim=1)]).detach()))
+    if 1e-3 <= lo and hi < float("inf"):        # cosine_similarity's eps (1e-8) is then negligible
+        value = (1 - F.cosine_similarity(pf, tf, dim=1)).mean()
+    else:
+        value = (1 - (_unit_rows(pf) * _unit_rows(tf)).sum(1)).mean()
+    return _checked("regression_alignment", value, pred=pred, target=target)
