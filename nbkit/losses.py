@@ -2,11 +2,14 @@
 orthogonality, regression alignment.
 
 Every function takes plain tensors [B, d] (one row per sample) and returns a scalar.
+Batch statistics need at least two samples: a smaller batch is answered by a ValueError
+that names the argument. Equations follow docs/methods/dsrsd.md; normalisations that are our
+choices (so that one weight means the same thing for any d) are marked "(ours)".
+
 Inputs are checked where they enter: a non-tensor, a wrong shape, a batch too small for
 its statistic, or a NaN/inf value is an error that names the function and the argument;
 so are bad settings (``tau``, ``eps``, ``kind``, ``symmetric``). Integer tensors are used
-as float32. The equations are DSRSD-Net's (see `nbkit.models.dsrsd`); normalisations that
-are our choices (so that one weight means the same thing for any d) are marked "(ours)".
+as float32.
 
 Extreme magnitudes: each function is invariant to the scale of its inputs in exact
 arithmetic, but float32 is not (squares overflow above ~1e19, and the small constants
@@ -170,7 +173,7 @@ def decorrelation(z: Tensor, eps: float = 1e-5) -> Tensor:
 
 def orthogonality(s: Tensor, p: Tensor, eps: float = 1e-8) -> Tensor:
     r"""Orthogonality between a shared batch s [N, d_s] and a private batch p [N, d_p]
-    (MISA-style "difference" loss with column normalisation):
+    (MISA-style "difference" loss, see docs/methods/dsrsd.md):
 
         \hat S, \hat P = columns centred over the batch, then L2-normalised (unit columns)
         L_orth = || \hat S^T \hat P ||_F^2 / (d_s d_p)
@@ -211,13 +214,14 @@ def regression_alignment(pred: Tensor, target: Tensor, kind: str = "mse") -> Ten
     """
     # one pair is enough here (no batch statistic)
     _check_pair("regression_alignment", pred, target, minimum=1, names=("pred", "target"))
-    kind = check_choice("regression_alignment: kind", kind, ("mse", "cos"))
     if kind == "mse":
         return _checked("regression_alignment", F.mse_loss(pred.float(), target.float()), pred=pred, target=target)
-    pf, tf = pred.float(), target.float()
-    lo, hi = (float(v) for v in torch.aminmax(torch.cat([pf.norm(dim=1), tf.norm(dim=1)]).detach()))
-    if 1e-3 <= lo and hi < float("inf"):        # cosine_similarity's eps (1e-8) is then negligible
-        value = (1 - F.cosine_similarity(pf, tf, dim=1)).mean()
-    else:
-        value = (1 - (_unit_rows(pf) * _unit_rows(tf)).sum(1)).mean()
-    return _checked("regression_alignment", value, pred=pred, target=target)
+    if kind == "cos":
+        pf, tf = pred.float(), target.float()
+        lo, hi = (float(v) for v in torch.aminmax(torch.cat([pf.norm(dim=1), tf.norm(dim=1)]).detach()))
+        if 1e-3 <= lo and hi < float("inf"):        # cosine_similarity's eps (1e-8) is then negligible
+            value = (1 - F.cosine_similarity(pf, tf, dim=1)).mean()
+        else:
+            value = (1 - (_unit_rows(pf) * _unit_rows(tf)).sum(1)).mean()
+        return _checked("regression_alignment", value, pred=pred, target=target)
+    raise ValueError(f"regression_alignment: kind must be 'mse' or 'cos', got {kind!r}")

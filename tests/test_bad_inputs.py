@@ -168,7 +168,7 @@ CASES = [
     ("info_nce symmetric str", lambda: L.info_nce(A, B, symmetric="no"), ValueError, r"^info_nce: symmetric must be one of"),
     ("decorrelation eps -1", lambda: L.decorrelation(A, eps=-1.0), ValueError, r"^covariance: eps must be a finite number > 0"),
     ("orthogonality eps 0", lambda: L.orthogonality(A, B, eps=0.0), ValueError, r"^orthogonality: eps must be a finite number > 0"),
-    ("regression_alignment kind", lambda: L.regression_alignment(A, B, kind="l1"), ValueError, r"^regression_alignment: kind must be one of"),
+    ("regression_alignment kind", lambda: L.regression_alignment(A, B, kind="l1"), ValueError, r"^regression_alignment: kind must be 'mse' or 'cos', got 'l1'"),
     ("info_nce complex", lambda: L.info_nce(A.to(torch.complex64), B), TypeError, r"^info_nce: a must hold real numbers"),
     # ---- evaluate
     ("accuracy NaN logits", lambda: E.accuracy(torch.full((20, 3), NAN), torch.arange(20) % 3), ValueError, r"^logits must be finite, got 60 NaN"),

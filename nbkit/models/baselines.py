@@ -1,4 +1,4 @@
-"""Fusion baselines: unimodal, early fusion, late fusion (MM-late)."""
+"""Fusion baselines (docs/methods/fusion_baselines.md): unimodal, early fusion, late fusion (MM-late)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -115,7 +115,7 @@ class LateFusion(MultimodalModel):
 
 
 # ----------------------------------------------------------------------------------------
-# Fusion baselines without decomposition: gated fusion, co-attention.
+# Fusion baselines without decomposition (docs/methods/fusion_baselines.md): gated fusion, co-attention.
 # Both mask missing modalities (never a special code path), like DSRSD.
 
 class GatedFusion(MultimodalModel):
