@@ -24,10 +24,32 @@ def _np(a) -> np.ndarray:
     return np.asarray(a)
 
 
-def accuracy(logits, y) -> float:
+def _logits_labels(logits, y) -> tuple[np.ndarray, np.ndarray]:
+    """Checked (logits [N, C] finite floats, y [N] integer labels in [0, C))."""
     logits, y = _np(logits), _np(y)
-    if logits.ndim != 2 or logits.shape[0] != y.shape[0]:
-        raise ValueError(f"logits must be [N, C] matching y [N]; got {logits.shape} and {y.shape}")
+    if logits.ndim != 2 or logits.shape[1] < 2:
+        raise ValueError(f"logits must be an [N, C] array with C >= 2 classes, got shape {logits.shape}")
+    if y.ndim != 1 or y.shape[0] != logits.shape[0]:
+        raise ValueError(f"y must have shape [N] matching logits [N, C]; got logits {logits.shape} and y {y.shape}")
+    if not np.issubdtype(logits.dtype, np.number):
+        raise TypeError(f"logits must hold numbers, got dtype {logits.dtype}")
+    if not np.isfinite(logits).all():
+        raise ValueError(f"logits must be finite, got {int(np.isnan(logits).sum())} NaN and "
+                         f"{int(np.isinf(logits).sum())} inf values (a diverged model?)")
+    if np.issubdtype(y.dtype, np.floating):
+        if not (np.isfinite(y).all() and np.all(y == np.round(y))):
+            raise ValueError("y must hold integer class labels, got non-integral float values")
+        y = y.astype(np.int64)
+    elif not np.issubdtype(y.dtype, np.integer) and y.dtype != bool:
+        raise TypeError(f"y must hold integer class labels, got dtype {y.dtype}")
+    if y.size and (y.min() < 0 or y.max() >= logits.shape[1]):
+        raise ValueError(f"y must hold class labels in 0..{logits.shape[1] - 1} (one per logit column), "
+                         f"got labels from {y.min()} to {y.max()}")
+    return logits, y
+
+
+def accuracy(logits, y) -> float:
+    logits, y = _logits_labels(logits, y)
     return float((logits.argmax(1) == y).mean())
 
 
@@ -35,7 +57,7 @@ def auc(logits, y) -> float:
     """ROC AUC: binary on the class-1 probability, else macro one-vs-rest. NaN when a class is absent."""
     from sklearn.metrics import roc_auc_score
 
-    logits, y = _np(logits), _np(y)
+    logits, y = _logits_labels(logits, y)
     p = np.exp(logits - logits.max(1, keepdims=True))
     p /= p.sum(1, keepdims=True)
     classes = np.unique(y)
@@ -60,6 +82,13 @@ def collect(model, ds: MultimodalDataset, batch_size: int = 1024, device=None, w
     "gate", "fused", "factors", "present"}`` (empty fields left out) and, with
     ``with_terms``, the mean of each unweighted loss term.
     """
+    from ._checks import check_int
+
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module (an nbkit model), got {type(model).__name__}")
+    if not isinstance(ds, MultimodalDataset):
+        raise TypeError(f"ds must be a MultimodalDataset, got {type(ds).__name__}")
+    batch_size = check_int("batch_size", batch_size, 1)
     was_training = model.training
     model.eval()
     device = device or next(model.parameters()).device
@@ -106,11 +135,25 @@ def linear_probe(z, target, kind: str = "auto", seed: int = 0, test_size: float 
     from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import StandardScaler
 
-    z, t = _np(z).reshape(len(_np(z)), -1), _np(target)
+    from ._checks import check_choice, check_int, check_number
+
+    z, t = _np(z), _np(target)
+    if z.ndim < 1 or t.ndim < 1:
+        raise ValueError(f"z and target must have one row per sample, got shapes {z.shape} and {t.shape}")
+    z = z.reshape(len(z), -1)
     if len(z) != len(t):
         raise ValueError(f"z has {len(z)} rows but target has {len(t)}")
     if len(z) < 10:
         raise ValueError(f"a linear probe needs at least 10 samples, got {len(z)}")
+    for name, a in (("z", z), ("target", t)):
+        if not np.issubdtype(a.dtype, np.number) and a.dtype != bool:
+            raise TypeError(f"{name} must hold numbers, got dtype {a.dtype}")
+        if np.issubdtype(a.dtype, np.floating) and not np.isfinite(a).all():
+            raise ValueError(f"{name} must be finite, got {int(np.isnan(a).sum())} NaN and "
+                             f"{int(np.isinf(a).sum())} inf values")
+    check_choice("kind", kind, ("auto", "classification", "regression"))
+    test_size = check_number("test_size", test_size, 0.0, 1.0, lo_open=True, hi_open=True)
+    seed = check_int("seed", seed, 0)
     if kind == "auto":
         kind = "classification" if np.issubdtype(t.dtype, np.integer) and t.ndim == 1 else "regression"
     if kind not in ("classification", "regression"):
@@ -142,10 +185,19 @@ def probe_table(representations: dict[str, Any], targets: dict[str, Any], seed: 
 
 def project_2d(z, method: str = "pca", seed: int = 0, **kwargs) -> np.ndarray:
     """[N, 2] projection of ``z`` by PCA, t-SNE or UMAP (UMAP imported only when asked for)."""
-    z = _np(z).reshape(len(_np(z)), -1).astype(np.float32)
-    if len(z) < 5:
-        raise ValueError(f"project_2d needs at least 5 points, got {len(z)}")
+    from ._checks import check_choice, check_int
+
+    if not isinstance(method, str):
+        raise ValueError(f"method must be 'pca', 'tsne' or 'umap', got {method!r}")
+    z = _np(z)
+    z = z.reshape(len(z), -1).astype(np.float32) if z.ndim >= 1 else z
+    if z.ndim < 1 or len(z) < 5:
+        raise ValueError(f"project_2d needs at least 5 points (rows of z), got {len(z) if z.ndim else 0}")
+    if not np.isfinite(z).all():
+        raise ValueError(f"z must be finite, got {int(np.isnan(z).sum())} NaN and {int(np.isinf(z).sum())} inf values")
+    seed = check_int("seed", seed, 0)
     method = method.lower()
+    check_choice("method", method, ("pca", "tsne", "umap"))
     if method == "pca":
         from sklearn.decomposition import PCA
         return PCA(2, random_state=seed).fit_transform(z)
@@ -218,13 +270,22 @@ def robustness_curve(model, ds: MultimodalDataset, levels=None, kind: str = "mis
 
     from .data.corrupt import add_noise, drop_modalities
 
+    from ._checks import check_choice, check_int, check_number
+
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module (an nbkit model), got {type(model).__name__}")
     if not isinstance(ds, MultimodalDataset):
         raise TypeError(f"ds must be a MultimodalDataset, got {type(ds).__name__}")
     if kind not in ("missing", "noise"):
         raise ValueError(f"kind must be 'missing' or 'noise', got {kind!r}")
     if metric not in ("auc", "acc"):
         raise ValueError(f"metric must be 'auc' or 'acc', got {metric!r}")
-    lv = [float(v) for v in (ROBUSTNESS_LEVELS if levels is None else levels)]
+    check_int("batch_size", batch_size, 1)
+    check_int("seed", seed)
+    check_choice("keep_one", keep_one, (True, False))
+    if isinstance(levels, (str, bytes)):
+        raise TypeError(f"levels must be a list of numbers, got {levels!r}")
+    lv = [check_number(f"levels[{i}]", v) for i, v in enumerate(ROBUSTNESS_LEVELS if levels is None else levels)]
     if len(lv) < 1 or any(b <= a for a, b in zip(lv, lv[1:])) or lv[0] < 0 or (kind == "missing" and lv[-1] > 1):
         raise ValueError(f"levels must be a non-empty increasing list of levels >= 0 (<= 1 for "
                          f"missing probabilities), got {lv}")
@@ -317,6 +378,8 @@ def retrieval_metrics(a, b, ks=(1, 5, 10), similarity: str = "cosine", names: tu
     from ._checks import check_choice, check_finite, check_int
 
     check_choice("similarity", similarity, ("cosine", "dot", "precomputed"))
+    if isinstance(names, (str, bytes)) or len(tuple(names)) != 2 or not all(isinstance(n, str) for n in names):
+        raise ValueError(f"names must be a pair of modality names (str, str), got {names!r}")
     A = torch.as_tensor(_np(a), dtype=torch.float64)
     if similarity == "precomputed":
         if A.ndim != 2 or A.shape[0] != A.shape[1] or A.shape[0] < 2:
@@ -338,6 +401,8 @@ def retrieval_metrics(a, b, ks=(1, 5, 10), similarity: str = "cosine", names: tu
             A = A / A.norm(dim=1, keepdim=True).clamp_min(1e-12)
             B = B / B.norm(dim=1, keepdim=True).clamp_min(1e-12)
         S = A @ B.T
+    if isinstance(ks, (str, bytes)) or not hasattr(ks, "__iter__"):
+        raise TypeError(f"ks must be a list of cut-offs k >= 1 (e.g. (1, 5, 10)), got {ks!r}")
     ks = [check_int("ks[i]", k, 1) for k in ks]
     if not ks:
         raise ValueError("ks must hold at least one k, got []")

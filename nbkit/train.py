@@ -151,6 +151,24 @@ def _model_identity(model: torch.nn.Module) -> dict:
     return ident
 
 
+def _check_plain(name: str, v) -> None:
+    """Only values that ``torch.load(weights_only=True)`` reads back (else the file saves but
+    never loads)."""
+    if v is None or isinstance(v, (bool, int, float, str, Tensor)):
+        return
+    if isinstance(v, (list, tuple)):
+        for i, x in enumerate(v):
+            _check_plain(f"{name}[{i}]", x)
+        return
+    if isinstance(v, dict):
+        for k, x in v.items():
+            _check_plain(f"{name}[{k!r}]", x)
+        return
+    raise TypeError(f"{name} must be a plain value (number, string, bool, None, tensor, or a list/dict of "
+                    f"them) so the checkpoint loads with weights_only=True, got {type(v).__name__}; "
+                    f"convert it first (e.g. float(x), x.tolist())")
+
+
 def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, optimizer=None, **meta) -> Path:
     """Write atomically: a temp file in the same folder, then ``os.replace``.
 
@@ -161,6 +179,8 @@ def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, optimizer=N
     """
     from . import __version__
 
+    for k, v in meta.items():
+        _check_plain(f"meta[{k!r}]", v)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     ident = _model_identity(model)
@@ -188,6 +208,8 @@ def load_checkpoint(path: str | os.PathLike, model: torch.nn.Module | None = Non
     lists what differs (a model built with its modalities in another order would otherwise
     load silently and mix up the encoders)."""
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"checkpoint {str(path)!r} is a folder; pass the checkpoint file's path")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
     try:
@@ -204,8 +226,14 @@ def load_checkpoint(path: str | os.PathLike, model: torch.nn.Module | None = Non
                              f"checkpoints recorded class, config and modality order); it cannot be checked "
                              f"against {type(model).__name__}")
         now = _model_identity(model)
-        diffs = [f"{k}: checkpoint {saved.get(k)!r} vs model {now.get(k)!r}"
-                 for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)]
+        diffs = []
+        for k in sorted(set(saved) | set(now)):
+            a, b = saved.get(k), now.get(k)
+            if k == "config" and isinstance(a, dict) and isinstance(b, dict):
+                diffs += [f"config.{f}: checkpoint {a.get(f)!r} vs model {b.get(f)!r}"
+                          for f in sorted(set(a) | set(b)) if a.get(f) != b.get(f)]
+            elif a != b:
+                diffs.append(f"{k}: checkpoint {a!r} vs model {b!r}")
         if diffs:
             raise ValueError(f"checkpoint {str(path)!r} does not match this model:\n  " + "\n  ".join(diffs))
         model.load_state_dict(state["model"])
@@ -256,6 +284,10 @@ class TrainConfig:
         self.grad_clip = check_number("grad_clip", self.grad_clip, 0.0, lo_open=True, none_ok=True)
         self.eval_batch_size = check_int("eval_batch_size", self.eval_batch_size, 1)
         self.threads = check_int("threads", self.threads, 1, none_ok=True)
+        for flag in ("amp", "restore_best", "progress", "drop_last"):
+            check_choice(flag, getattr(self, flag), (True, False))      # "no" would count as True
+        if self.checkpoint is not None and not isinstance(self.checkpoint, (str, os.PathLike)):
+            raise TypeError(f"checkpoint must be a file path (str) or None, got {self.checkpoint!r}")
 
 
 class TrainingDiverged(FloatingPointError):
@@ -335,7 +367,8 @@ class Trainer:
         return total if total is not None else sum(terms.values())
 
     # -- divergence ----------------------------------------------------------------
-    def _diverged(self, terms: dict[str, Tensor] | None, weights: dict[str, float], bad: list[str]):
+    def _diverged(self, terms: dict[str, Tensor] | None, weights: dict[str, float], bad: list[str],
+                  cause: str | None = None):
         """Restore the best (else the initial) state, then raise `TrainingDiverged` naming the
         non-finite terms, every term's weight and the likely cause: the term whose WEIGHTED
         value was largest at the last finite step (a diverging term poisons every other one
@@ -347,7 +380,10 @@ class Trainer:
         last = self._last_weighted or {}
         culprit = max(last, key=lambda k: abs(last[k])) if last else (bad[0] if bad else None)
         wname = (lambda k: "weight 1 (the task term)" if k == "task" else f"lambda_{k}={weights.get(k, 1.0):g}")
-        lines = [f"training diverged {where}: {'loss term(s) ' + what if terms else 'a parameter became NaN/inf'}."]
+        lines = [f"training diverged {where}: "
+                 + ("loss term(s) " + what if terms else
+                    f"a value inside the model became NaN/inf ({cause})" if cause else "a parameter became NaN/inf")
+                 + "."]
         if last:
             lines.append("weighted terms at the last finite step: "
                          + ", ".join(f"{k}={v:.3g} ({wname(k)})" for k, v in last.items()) + ".")
@@ -427,15 +463,49 @@ class Trainer:
                 raise ValueError("val must hold at least 1 sample (or pass val=None to train without validation)")
             if val.modalities != train.modalities:
                 raise ValueError(f"val's modalities {list(val.modalities)} differ from train's {list(train.modalities)}")
+        # before the first step, not after an epoch: shapes, labels, loss weights, the monitored metric
+        dims = getattr(self.model, "dims", None)
+        for name, ds in (("train", train), ("val", val)):
+            if ds is not None and isinstance(dims, dict):
+                bad = {m: s for m, s in ds.dims().items() if m in dims and tuple(s) != tuple(dims[m])}
+                if bad:
+                    m = next(iter(bad))
+                    raise ValueError(f"{name}.x[{m!r}] has per-sample shape {bad[m]}, the model was built for {dims[m]}")
+        n_classes = getattr(self.model, "n_classes", None)
+        for name, ds in (("train", train), ("val", val)):
+            if ds is None or n_classes is None:
+                continue
+            if ds.y.is_floating_point():
+                raise TypeError(f"{name}.y must hold integer class labels for {type(self.model).__name__} "
+                                f"(a classifier), got {ds.y.dtype}")
+            lo, hi = int(ds.y.min()), int(ds.y.max())
+            if lo < 0 or hi >= n_classes:
+                raise ValueError(f"{name}.y must hold class labels in 0..{n_classes - 1} (the model's n_classes="
+                                 f"{n_classes}), got labels from {lo} to {hi}")
+        for k, w in self.loss_weights().items():
+            check_number("weight 1 of the task term" if k == "task" else f"lambda_{k}", w, 0.0)
+        m = self.config.monitor
+        if val is not None and m not in ("acc", "auc") and not m.startswith(("acc/", "loss/")):
+            raise KeyError(f"monitor={m!r} is not among the validation metrics ('acc', 'auc', 'acc/<modality>', "
+                           f"'loss/<term>')")
 
     def _step(self, batch, epoch: int) -> float:
         """One optimisation step: forward, terms, backward, regulate, step; log. Returns the loss."""
         c, model, reg, opt = self.config, self.model, self.regulator, self.optimizer
         batch = reg.prepare_batch(batch.to(self.device), epoch)
-        with self._autocast():
-            out = model(batch)
-            terms = model.loss_terms(batch, out)
-            terms.update(reg.extra_terms(batch, out))
+        try:
+            with self._autocast():
+                out = model(batch)
+                terms = model.loss_terms(batch, out)
+                terms.update(reg.extra_terms(batch, out))
+        except ValueError as exc:
+            # a NaN/inf that the input checks of a loss catch INSIDE the model, while the
+            # batch itself is finite, is divergence (weights or activations blew up), not bad input
+            inputs_ok = all(bool(torch.isfinite(batch.x[m][batch.mask(m)]).all()) for m in batch.modalities)
+            params_bad = any(not bool(torch.isfinite(p).all()) for p in model.parameters())
+            if inputs_ok and (params_bad or "must be finite" in str(exc)):
+                self._diverged(None, self.loss_weights(), [], cause=str(exc).split(";")[0])
+            raise
         loss = self.weighted_loss(terms)
         opt.zero_grad(set_to_none=True)
         if not reg.backward(loss, terms, batch, out):

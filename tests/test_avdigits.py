@@ -179,9 +179,66 @@ def test_regenerate_tiny_version_with_espeak(tmp_path):
                         "--n-wav", "1", "--no-progress"], check=True, capture_output=True, timeout=120)
         outs.append(out)
     assert av.file_sha256(outs[0]) == av.file_sha256(outs[1])     # same seed, same bytes
-    ds = load_avdigits(outs[0])
+    ds = load_avdigits(outs[0], check=False)          # another build: not the shipped checksum
     assert len(ds) == 20 and ds.dims() == {"image": (784,), "audio": (32, 32)}
     assert np.bincount(ds.y.numpy()).tolist() == [2] * 10
     ex = av.example_wavs(outs[0])
     assert len(ex) == 10 and all(p.is_file() for _, p in ex)
     assert sorted(int(ds.y[i]) for i, _ in ex) == list(range(10))
+
+
+# --------------------------------------------------------------------------- integrity (issue 14)
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("avbad")
+    raw = (DATA / "avdigits.npz").read_bytes()
+    (d / "trunc.npz").write_bytes(raw[: len(raw) // 2])
+    flipped = bytearray(raw)
+    flipped[len(raw) // 2] ^= 0xFF
+    (d / "flip.npz").write_bytes(bytes(flipped))
+    (d / "empty.npz").write_bytes(b"")
+    with np.load(DATA / "avdigits.npz") as z:
+        arrs = {k: z[k] for k in z.files}
+    np.savez(d / "perm.npz", **{**arrs, "label": np.random.default_rng(0).permutation(arrs["label"])})
+    np.savez(d / "nolabel.npz", **{k: v for k, v in arrs.items() if k != "label"})
+    return d
+
+
+def test_checksum_is_verified_by_default_and_names_file_and_fix(bad_files):
+    p = bad_files / "perm.npz"                     # readable, same shapes, labels permuted
+    with pytest.raises(ValueError) as info:
+        load_avdigits(p, n=100)
+    msg = str(info.value)
+    assert str(p) in msg and av.SHA256 in msg and av.file_sha256(p) in msg
+    assert "make_avdigits.py" in msg and "check=False" in msg
+    # what the check prevents: with it off the file loads, and its labels are wrong
+    wrong = load_avdigits(p, check=False)
+    assert not torch.equal(wrong.y, load_avdigits().y)
+
+
+@pytest.mark.parametrize("name,why", [("trunc.npz", "BadZipFile"), ("flip.npz", "CRC"), ("empty.npz", "EOFError")])
+def test_corrupt_files_are_clear_errors_with_the_path(bad_files, name, why):
+    p = bad_files / name
+    with pytest.raises(ValueError, match=re.escape(str(p)) + r".*has sha256"):
+        load_avdigits(p)                                                 # default: the checksum catches it
+    with pytest.raises(ValueError, match=re.escape(str(p)) + rf"' could not be read \(.*{why}.*truncated, corrupted.*make_avdigits"):
+        load_avdigits(p, check=False)                                    # unchecked: still no raw BadZipFile
+
+
+def test_a_file_without_the_avdigits_arrays_is_named(bad_files):
+    with pytest.raises(ValueError, match=r"nolabel.npz' lacks the arrays \['label'\]"):
+        load_avdigits(bad_files / "nolabel.npz", check=False)
+
+
+def test_verification_hashes_a_file_once_and_numpy_numbers_are_accepted(monkeypatch):
+    calls = []
+    real = av.file_sha256
+    monkeypatch.setattr(av, "_VERIFIED", {})
+    monkeypatch.setattr(av, "file_sha256", lambda p: calls.append(p) or real(p))
+    for _ in range(3):
+        av.verify_avdigits()
+    assert len(calls) == 1
+    ds = load_avdigits(image_noise=np.float64(0.5), n=np.int64(50), seed=np.int32(1))
+    assert len(ds) == 50 and ds.info["image_noise"] == 0.5
+    ref = load_avdigits(image_noise=0.5, n=50, seed=1)
+    assert torch.equal(ds.x["image"], ref.x["image"])

@@ -50,7 +50,7 @@ def test_batches_cover_every_sample_once():
     seen = torch.cat([b.factors["f"] for b in ds.batches(8, shuffle=True, generator=torch.Generator().manual_seed(1))])
     assert sorted(seen.tolist()) == list(range(37))
     assert sum(len(b) for b in ds.batches(8, drop_last=True)) == 32
-    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1, got 0"):
         next(ds.batches(0))
 
 
@@ -104,9 +104,9 @@ def test_synthetic_seed_sequence_and_errors():
     s = make_synthetic(n=20, seq_len=7, dims=[5, 9], seed=0)
     assert s.x["m1"].shape == (20, 7, 5) and s.x["m2"].shape == (20, 7, 9)
     assert not torch.allclose(s.x["m1"][:, 0], s.x["m1"][:, 3])   # time steps differ
-    with pytest.raises(ValueError, match="n_modalities must be >= 2"):
+    with pytest.raises(ValueError, match="n_modalities must be an integer >= 2, got 1"):
         make_synthetic(n_modalities=1)
-    with pytest.raises(ValueError, match="snr must be"):
+    with pytest.raises(ValueError, match=r"snr\[1\] must be a number \(inf allowed\) > 0"):
         make_synthetic(snr=[1.0, -1.0])
     with pytest.raises(ValueError, match="dims must be"):
         make_synthetic(dims=[3, 4, 5])
@@ -163,3 +163,28 @@ def test_corruption_works_on_batches():
     b = make_synthetic(n=64, seed=0)[:32]
     d = drop_modalities(b, {"m1": 1.0})
     assert isinstance(d, Batch) and not d.mask("m1").any()
+
+
+# ---------------------------------------------------------------- indexing and conversions (issue 14)
+def test_subset_accepts_positions_masks_and_negative_indices_and_select_a_name():
+    ds = small(10)
+    mask = torch.zeros(10, dtype=torch.bool)
+    mask[[2, 5]] = True
+    assert ds.subset(mask).factors["f"].tolist() == [2.0, 5.0]
+    assert ds.subset(np.array([-1, 0])).factors["f"].tolist() == [9.0, 0.0]
+    assert ds.subset(range(3)).factors["f"].tolist() == [0.0, 1.0, 2.0]
+    assert ds.select("b").modalities == ("b",)
+    with pytest.raises(IndexError, match=r"idx must hold positions in \[-10, 9\], got values from 0 to 10"):
+        ds.subset([0, 10])
+
+
+def test_label_checks_respect_class_names_and_conversions_keep_values():
+    ds = MultimodalDataset({"a": np.arange(12.0).reshape(4, 3)}, np.array([0, 2, 1, 2], dtype=np.int16),
+                           class_names=["x", "y", "z"])
+    assert ds.x["a"].dtype == torch.float32 and ds.x["a"][1].tolist() == [3.0, 4.0, 5.0]
+    assert ds.y.dtype == torch.int64 and ds.n_classes == 3 and ds.y.tolist() == [0, 2, 1, 2]
+    with pytest.raises(ValueError, match=r"y must hold class labels in 0..1 \(one per class name\), got labels from 0 to 2"):
+        MultimodalDataset({"a": torch.zeros(4, 3)}, torch.tensor([0, 2, 1, 2]), class_names=["x", "y"])
+    # rows with no modality may exist after corruption (keep_one=False) but never at construction
+    d = drop_modalities(make_synthetic(n=50, seed=0), 1.0, keep_one=False)
+    assert not d.present.any()

@@ -203,15 +203,15 @@ def test_clear_errors(ds2):
         model(Batch({"m1": torch.randn(4, 5), "m2": b.x["m2"]}, b.present, b.y))
     with pytest.raises(KeyError, match="the batch lacks \\['m2'\\]"):
         model(b.select(["m1"]))
-    with pytest.raises(ValueError, match="lambda_dec must be a number >= 0"):
+    with pytest.raises(ValueError, match="lambda_dec must be a finite number >= 0, got -0.1"):
         DSRSD.for_dataset(ds2, lambda_dec=-0.1)
-    with pytest.raises(ValueError, match="lambda_orth must be a number >= 0"):
+    with pytest.raises(ValueError, match="lambda_orth must be a finite number >= 0, got -1"):
         DSRSDConfig(lambda_orth=-1)
     with pytest.raises(ValueError, match="at least 2 modalities"):
         DSRSD({"m1": (4,)}, 3)
     with pytest.raises(ValueError, match="private_mode must be one of"):
         DSRSD.for_dataset(ds2, private_mode="pca")
-    with pytest.raises(ValueError, match="tau must be > 0"):
+    with pytest.raises(ValueError, match="tau must be a finite number > 0, got 0.0"):
         DSRSD.for_dataset(ds2, tau=0.0)
     with pytest.raises(TypeError, match="unknown config fields \\['lambda_cca'\\]"):
         DSRSD.for_dataset(ds2, lambda_cca=1.0)
@@ -245,7 +245,7 @@ def test_gated_fusion_gate_masked_and_coattention_never_attends_to_missing(ds3):
     attn = co.extras["attention"]                                    # [B, M(query), M(key)]
     assert (attn[~b.present[:, None, :].expand_as(attn)] == 0).all()
     assert (torch.diagonal(attn, dim1=1, dim2=2) == 0).all()        # cross-modal only
-    with pytest.raises(ValueError, match="heads must be >= 1 and divide d=16"):
+    with pytest.raises(ValueError, match="heads must be an integer >= 1 that divides d=16, got heads=3"):
         CoAttention.for_dataset(ds3, d=16, heads=3)
 
 

@@ -116,7 +116,7 @@ def test_regression_alignment_values():
     assert regression_alignment(a, 3 * a, kind="cos").item() == pytest.approx(0.0, abs=1e-6)
     assert regression_alignment(a, -a, kind="cos").item() == pytest.approx(2.0)
     assert regression_alignment(a[:1], b[:1]).item() == pytest.approx(0.5)  # one pair is fine
-    with pytest.raises(ValueError, match="kind must be 'mse' or 'cos'"):
+    with pytest.raises(ValueError, match="regression_alignment: kind must be 'mse' or 'cos', got 'l1'"):
         regression_alignment(a, b, kind="l1")
 
 
@@ -137,7 +137,7 @@ def test_bad_shapes_and_arguments_are_clear_errors():
         decorrelation(torch.randn(4, 3, 2))
     with pytest.raises(ValueError, match="at least 2 dimensions"):
         decorrelation(torch.randn(8, 1))
-    with pytest.raises(ValueError, match="tau must be > 0"):
+    with pytest.raises(ValueError, match="info_nce: tau must be a finite number > 0, got 0.0"):
         info_nce(torch.randn(4, 3), torch.randn(4, 3), tau=0)
     with pytest.raises(ValueError, match="same width d"):
         info_nce(torch.randn(4, 3), torch.randn(4, 5))
@@ -162,3 +162,93 @@ def test_gradients_flow_through_every_loss():
         decorrelation(z).backward()
         opt.step()
     assert decorrelation(z).item() < 0.2 * before
+
+
+# ---------------------------------------------------------------- docstring statements (issue 12 item 7)
+def _mean_info_nce(d, tau, B, seeds=10):
+    vals = []
+    for s in range(seeds):
+        g = torch.Generator().manual_seed(s)
+        vals.append(info_nce(torch.randn(B, d, generator=g), torch.randn(B, d, generator=g), tau=tau).item())
+    return sum(vals) / len(vals)
+
+
+def test_info_nce_unrelated_pairs_sit_at_log_b_plus_one_over_2_d_tau_squared():
+    """The docstring: about log(B) + 1/(2 d tau^2) while that excess is small; near
+    log(B) + 0.8 at tau=0.1, d=64; far above log(B) for small d. NOT log(B) in general."""
+    for d, tau in ((512, 0.25), (256, 0.5)):
+        excess = _mean_info_nce(d, tau, 128) - math.log(128)
+        assert excess == pytest.approx(1 / (2 * d * tau ** 2), abs=0.006), (d, tau, excess)
+    excess = _mean_info_nce(64, 0.1, 256) - math.log(256)
+    assert 0.65 < excess < 0.9, excess                       # ~0.78 = 1 / (2 * 64 * 0.01)
+    assert _mean_info_nce(16, 0.1, 64) - math.log(64) > 2.0  # small d: far above log B
+
+
+def test_orthogonality_reference_values_stated_in_the_docstring():
+    g = torch.Generator().manual_seed(0)
+    n, d = 256, 6
+    x = torch.randn(n, d, generator=g, dtype=torch.float64)
+    xc = x - x.mean(0)
+    white = xc @ torch.linalg.inv(torch.linalg.cholesky(xc.T @ xc / (n - 1))).T   # uncorrelated columns
+    assert orthogonality(white, white).item() == pytest.approx(1 / d, rel=1e-6)   # p = s: 1/d, not 1
+    rot, _ = torch.linalg.qr(torch.randn(d, d, generator=g, dtype=torch.float64))
+    assert orthogonality(white, white @ rot).item() == pytest.approx(1 / d, rel=1e-6)  # same space, rotated
+    rank1 = torch.randn(n, 1, generator=g, dtype=torch.float64)
+    s1 = rank1 * torch.rand(1, d, generator=g, dtype=torch.float64) + 1.0
+    p1 = -2 * rank1 * torch.rand(1, 3, generator=g, dtype=torch.float64)
+    assert orthogonality(s1, p1).item() == pytest.approx(1.0, rel=1e-6)            # the maximum: rank one
+    for seed in range(5):
+        gg = torch.Generator().manual_seed(seed)
+        assert 0 <= orthogonality(torch.randn(40, 5, generator=gg), torch.randn(40, 7, generator=gg)).item() <= 1
+
+
+# ---------------------------------------------------------------- extreme magnitudes (issue 14)
+@pytest.mark.parametrize("scale", [1e30, 1e-30, 1e-9, 1e15])
+def test_losses_at_extreme_magnitudes_equal_their_value_at_unit_scale(scale):
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(16, 8, generator=g)
+    b = a + 0.3 * torch.randn(16, 8, generator=g)
+    z = torch.randn(64, 1, generator=g) + 0.3 * torch.randn(64, 4, generator=g)
+    pairs = [
+        (lambda s: info_nce(a * s, b * s), 1e-4),
+        (lambda s: decorrelation(z * s), 1e-4),
+        (lambda s: orthogonality(z * s, z[:, :2] * s), 1e-4),
+        (lambda s: regression_alignment(a * s, b * s, kind="cos"), 1e-5),
+    ]
+    for fn, tol in pairs:
+        assert fn(scale).item() == pytest.approx(fn(1.0).item(), abs=tol, rel=1e-3), fn
+    # gradients stay finite and point the same way as at unit scale (up to the scale factor)
+    x = (a * scale).requires_grad_(True)
+    info_nce(x, b * scale).backward()
+    x1 = a.clone().requires_grad_(True)
+    info_nce(x1, b).backward()
+    assert torch.isfinite(x.grad).all()
+    assert torch.allclose(x.grad * scale, x1.grad, rtol=1e-3, atol=1e-5)
+
+
+def test_normal_range_takes_the_plain_path_bit_for_bit():
+    """The extreme-magnitude fallback must not change a single bit of ordinary values (the
+    notebooks' numbers): compare with the formulas written out plainly."""
+    g = torch.Generator().manual_seed(3)
+    a, b = torch.randn(32, 16, generator=g), torch.randn(32, 16, generator=g)
+    an, bn = torch.nn.functional.normalize(a, dim=1), torch.nn.functional.normalize(b, dim=1)
+    lg = an @ bn.T / 0.1
+    t = torch.arange(32)
+    plain = 0.5 * (torch.nn.functional.cross_entropy(lg, t) + torch.nn.functional.cross_entropy(lg.T, t))
+    assert torch.equal(info_nce(a, b), plain)
+    zc = a - a.mean(0, keepdim=True)
+    s = zc / torch.sqrt(zc.pow(2).sum(0, keepdim=True) / 31 + 1e-5)
+    assert torch.equal(covariance(a), s.T @ s / 31)
+    sc, pc = a - a.mean(0, keepdim=True), b - b.mean(0, keepdim=True)
+    sc, pc = sc / (sc.norm(dim=0, keepdim=True) + 1e-8), pc / (pc.norm(dim=0, keepdim=True) + 1e-8)
+    assert torch.equal(orthogonality(a, b), (sc.T @ pc).pow(2).sum() / 256)
+    assert torch.equal(regression_alignment(a, b, kind="cos"), (1 - torch.nn.functional.cosine_similarity(a, b, dim=1)).mean())
+
+
+def test_tiny_variance_batches_are_rescaled_but_constant_columns_still_guarded():
+    z = _correlated(0.6, n=2000) * 1e-4                      # every variance ~1e-8 < eps=1e-5
+    assert decorrelation(z).item() == pytest.approx(decorrelation(z * 1e4).item(), rel=1e-3)
+    const = torch.full((16, 3), 2.0)
+    assert decorrelation(const).item() == 0.0 and orthogonality(const, torch.randn(16, 2)).item() == 0.0
+    zeros = torch.zeros(8, 4)
+    assert info_nce(zeros, torch.randn(8, 4)).item() == pytest.approx(math.log(8), abs=1e-5)   # zero rows stay zero

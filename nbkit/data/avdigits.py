@@ -25,9 +25,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .._checks import check_choice, check_int, check_number
 from .batch import MultimodalDataset
 
-__all__ = ["load_avdigits", "logmel", "mel_filterbank", "mel_frequencies", "clip_features", "read_wav",
+__all__ = ["load_avdigits", "verify_avdigits", "logmel", "mel_filterbank", "mel_frequencies", "clip_features", "read_wav",
            "example_wavs", "data_dir", "avdigits_path", "file_sha256", "SHA256", "FILENAME", "WORDS",
            "FEATURES", "examples_frame"]
 
@@ -52,6 +53,8 @@ _REGEN = ("regenerate it with `python scripts/make_avdigits.py` (needs espeak-ng
 def data_dir(path: str | os.PathLike | None = None) -> Path:
     """The data folder: ``path`` if given, else ``$NBKIT_DATA``, else ``<repo>/data``."""
     if path is not None:
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"path must be a file or folder path (str or Path), got {path!r}")
         return Path(path)
     env = os.environ.get("NBKIT_DATA")
     if env:
@@ -235,14 +238,48 @@ def clip_features(wave: np.ndarray, sr: int, **overrides) -> tuple[np.ndarray, i
 
 
 # --------------------------------------------------------------------------- loading
+_KEYS = ("image", "label", "audio", "n_word_frames", "voice", "accent", "gender", "speed", "pitch", "meta",
+         "voice_names", "accent_names")
+_VERIFIED: dict[tuple[str, int, int], str] = {}    # (path, size, mtime_ns) -> sha256 already checked
+
+
 def _read(p: Path) -> dict:
-    with np.load(p, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
+    """Every array of the file; a truncated, corrupted or foreign file is a ValueError that
+    names the path and how to regenerate it (not a BadZipFile/CRC/EOFError from numpy)."""
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            if not hasattr(z, "files"):
+                raise ValueError("it holds a single array, not the avdigits arrays")
+            out = {k: z[k] for k in z.files}
+    except Exception as exc:  # noqa: BLE001 - zipfile/zlib/EOF/pickle errors all mean "unreadable"
+        raise ValueError(f"avdigits data file {str(p)!r} could not be read ({type(exc).__name__}: {exc}); "
+                         f"it is truncated, corrupted or not an avdigits file: {_REGEN}") from exc
+    missing = [k for k in _KEYS if k not in out]
+    if missing:
+        raise ValueError(f"avdigits data file {str(p)!r} lacks the arrays {missing}; it is not an avdigits "
+                         f"file: {_REGEN}")
+    return out
+
+
+def verify_avdigits(path: str | os.PathLike | None = None) -> Path:
+    """Check the file's sha256 against `SHA256` (the shipped file; also in data/README.md).
+    A mismatch is a ValueError naming the file, both checksums and how to regenerate it.
+    Results are remembered per (path, size, modification time), so repeated loads hash once."""
+    p = avdigits_path(path)
+    st = p.stat()
+    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+    got = _VERIFIED.get(key) or file_sha256(p)
+    if got != SHA256:
+        raise ValueError(f"avdigits data file {str(p)!r} has sha256 {got}, expected {SHA256} (the shipped "
+                         f"file): it is truncated, corrupted or another build. {_REGEN[0].upper() + _REGEN[1:]}; "
+                         f"a file you built on purpose with other settings loads with check=False")
+    _VERIFIED[key] = got
+    return p
 
 
 def load_avdigits(path: str | os.PathLike | None = None, image_noise: float = 0.0, seed: int = 0,
                   audio: str = "sequence", standardize_audio: bool = True, n: int | None = None,
-                  check: bool = False) -> MultimodalDataset:
+                  check: bool = True) -> MultimodalDataset:
     """The avdigits pairs as a `MultimodalDataset` (no espeak-ng needed).
 
     x["image"]: float32 [N, 784], pixels scaled to [0, 1], plus Gaussian noise of std
@@ -255,23 +292,24 @@ def load_avdigits(path: str | os.PathLike | None = None, image_noise: float = 0.
                 "duration" (s of speech), "index" (row in the file; see `example_wavs`).
     n:          keep a class-stratified random subset of ``n`` samples (seeded by ``seed``).
     seed:       seeds both the subset and the image noise.
-    check:      verify the file's sha256 against `SHA256` first.
+    check:      verify the file's sha256 against `SHA256` first (default; see `verify_avdigits`).
+                A truncated, corrupted or other file is then an error naming it and how to
+                regenerate it. ``check=False`` loads a file you built with other settings
+                (``scripts/make_avdigits.py --n 20``); an unreadable file is still an error.
     """
-    if audio not in ("sequence", "flat"):
-        raise ValueError(f"audio must be 'sequence' ([N, T, n_mels]) or 'flat' ([N, T*n_mels]), got {audio!r}")
-    if not (isinstance(image_noise, (int, float)) and np.isfinite(image_noise) and image_noise >= 0):
-        raise ValueError(f"image_noise must be a finite number >= 0, got {image_noise!r}")
-    p = avdigits_path(path)
-    if check:
-        got = file_sha256(p)
-        if got != SHA256:
-            raise ValueError(f"{p} has sha256 {got}, expected {SHA256}; {_REGEN}")
+    audio = check_choice("audio", audio, ("sequence", "flat"))
+    image_noise = check_number("image_noise", image_noise, 0.0)
+    seed = check_int("seed", seed)
+    n = check_int("n", n, 10, none_ok=True)
+    check_choice("standardize_audio", standardize_audio, (True, False))
+    check_choice("check", check, (True, False))
+    p = verify_avdigits(path) if check else avdigits_path(path)
     z = _read(p)
     N = len(z["label"])
     idx = np.arange(N)
     if n is not None:
-        if not 10 <= int(n) <= N:
-            raise ValueError(f"n must be between 10 and {N} samples, got {n}")
+        if not 10 <= n <= N:
+            raise ValueError(f"n must be an integer between 10 and {N} (samples in the file), got {n}")
         rng = np.random.default_rng(int(seed))
         per = np.bincount(z["label"], minlength=10) * int(n) / N
         take = np.floor(per).astype(int)

@@ -10,7 +10,7 @@ from typing import Mapping, Sequence
 import torch
 from torch import Tensor
 
-from .._checks import check_nonnegative, check_probability
+from .._checks import check_choice, check_int, check_nonnegative, check_probability
 from .batch import Batch, MultimodalDataset
 
 __all__ = ["drop_modalities", "add_noise"]
@@ -23,6 +23,11 @@ def _per_modality(name: str, value, modalities: Sequence[str], check) -> dict[st
             raise KeyError(f"{name} names unknown modalities {unknown}; have {list(modalities)}")
         return {m: check(f"{name}[{m!r}]", v) for m, v in value.items()}
     return {m: check(name, value) for m in modalities}
+
+
+def _check_data(data) -> None:
+    if not isinstance(data, (MultimodalDataset, Batch)):
+        raise TypeError(f"data must be a MultimodalDataset or Batch, got {type(data).__name__}")
 
 
 def _targets(modalities, all_modalities):
@@ -42,10 +47,12 @@ def drop_modalities(data, p, seed: int = 0, modalities: Sequence[str] | None = N
     would lose every modality keeps one of its present ones at random (a sample with no
     input has no prediction to score).
     """
+    _check_data(data)
     mods = data.modalities
     targets = _targets(modalities, mods)
     probs = _per_modality("p", p, targets, check_probability)
-    g = torch.Generator().manual_seed(int(seed))
+    check_choice("keep_one", keep_one, (True, False))
+    g = torch.Generator().manual_seed(check_int("seed", seed))
     n = len(data)
     present = data.present.clone()
     for m, pm in probs.items():
@@ -68,16 +75,18 @@ def add_noise(data, level, seed: int = 0, modalities: Sequence[str] | None = Non
     level: a float >= 0, {modality: float}, or a per-sample tensor [N] (one level per sample,
     used to study gates against per-sample corruption). Missing entries stay zero.
     """
+    _check_data(data)
     mods = data.modalities
     targets = _targets(modalities, mods)
     n = len(data)
     if isinstance(level, Tensor):
-        if level.shape != (n,) or (level < 0).any() or not torch.isfinite(level).all():
-            raise ValueError(f"a per-sample noise level must be a finite tensor [N={n}] >= 0")
+        if level.shape != (n,) or not torch.isfinite(level).all() or (level < 0).any():
+            raise ValueError(f"level as a per-sample tensor must be finite, >= 0 and of shape [N={n}], got "
+                             f"shape {tuple(level.shape)}")
         levels = {m: level.float() for m in targets}
     else:
         levels = _per_modality("level", level, targets, check_nonnegative)
-    g = torch.Generator().manual_seed(int(seed))
+    g = torch.Generator().manual_seed(check_int("seed", seed))
     x = dict(data.x)
     for m, lv in levels.items():
         t = data.x[m]

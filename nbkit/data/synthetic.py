@@ -14,10 +14,13 @@ own noise, so evidence must be pooled over time.
 """
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Sequence
 
-import math
 import torch
+
+from .._checks import check_int, check_number
 
 from .batch import MultimodalDataset
 
@@ -49,31 +52,42 @@ def make_synthetic(
     Returns a `MultimodalDataset` whose ``factors`` hold ``"shared"`` [n, k_shared] and
     ``"private/<m>"`` [n, k_private] for every modality, so probes can score disentanglement.
     ``x[m]`` is [n, dims_m] or, with ``seq_len > 1``, [n, seq_len, dims_m].
+    ``snr`` may be ``inf`` (no noise); ``private_scale`` must be >= 0.
     """
-    if int(n_modalities) < 2:
-        raise ValueError(f"n_modalities must be >= 2 (a multimodal dataset), got {n_modalities}")
-    M = int(n_modalities)
-    if int(n) < 2:
-        raise ValueError(f"n must be >= 2, got {n}")
-    if int(n_classes) < 2:
-        raise ValueError(f"n_classes must be >= 2, got {n_classes}")
-    if int(k_shared) < 1 or int(k_private) < 1:
-        raise ValueError(f"k_shared and k_private must be >= 1, got {k_shared}, {k_private}")
-    if int(seq_len) < 1:
-        raise ValueError(f"seq_len must be >= 1, got {seq_len}")
-    names = [f"m{i + 1}" for i in range(M)] if names is None else [str(s) for s in names]
-    if len(names) != M or len(set(names)) != M:
-        raise ValueError(f"names must be {M} distinct modality names, got {names}")
-    dims = [int(dims)] * M if isinstance(dims, (int, float)) else [int(d) for d in dims]
-    snr = [float(snr)] * M if isinstance(snr, (int, float)) else [float(s) for s in snr]
+    M = check_int("n_modalities", n_modalities, 2)          # >= 2: a multimodal dataset
+    n = check_int("n", n, 2)
+    n_classes = check_int("n_classes", n_classes, 2)
+    k_shared = check_int("k_shared", k_shared, 1)
+    k_private = check_int("k_private", k_private, 1)
+    seq_len = check_int("seq_len", seq_len, 1)
+    seed = check_int("seed", seed)
+    # snr = inf: no noise at all (allowed); private_scale 0 switches the private factors off
+    private_scale = check_number("private_scale", private_scale, 0.0)
+    if names is None:
+        names = [f"m{i + 1}" for i in range(M)]
+    elif isinstance(names, (str, bytes)) or not isinstance(names, Sequence):
+        raise TypeError(f"names must be a list of {M} modality names, got {names!r}")
+    names = [str(s) for s in names]
+    if len(names) != M or len(set(names)) != M or "" in names:
+        raise ValueError(f"names must be {M} distinct non-empty modality names, got {names}")
+    if isinstance(dims, (str, bytes)) or not isinstance(dims, (numbers.Real, Sequence)):
+        raise TypeError(f"dims must be an int or {M} ints, got {dims!r}")
+    if isinstance(dims, numbers.Real):
+        dims = [check_int("dims", dims, 1)] * M
+    else:
+        dims = [check_int(f"dims[{i}]", d, 1) for i, d in enumerate(dims)]
+    if isinstance(snr, (str, bytes)) or not isinstance(snr, (numbers.Real, Sequence)):
+        raise TypeError(f"snr must be a positive number or {M} positive numbers, got {snr!r}")
+    if isinstance(snr, numbers.Real):
+        snr = [check_number("snr", snr, 0.0, lo_open=True, finite=False)] * M
+    else:
+        snr = [check_number(f"snr[{i}]", v, 0.0, lo_open=True, finite=False) for i, v in enumerate(snr)]
     if len(dims) != M:
         raise ValueError(f"dims must be an int or {M} ints, got {dims}")
-    if len(snr) != M or any(s <= 0 for s in snr):
+    if len(snr) != M:
         raise ValueError(f"snr must be a positive number or {M} positive numbers, got {snr}")
-    if any(d < 1 for d in dims):
-        raise ValueError(f"dims must be >= 1, got {dims}")
 
-    g = torch.Generator().manual_seed(int(seed))
+    g = torch.Generator().manual_seed(seed)
     z_s = torch.randn(n, k_shared, generator=g)
     w_y = torch.randn(k_shared, n_classes, generator=g)
     y = (z_s @ w_y).argmax(1)

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .._checks import check_int
 from ..data.batch import Batch
 from ..nn.fusion import masked_softmax
 from .base import ModelConfig, MultimodalModel, Output
@@ -18,6 +19,11 @@ __all__ = ["Unimodal", "EarlyFusion", "LateFusion"]
 class UnimodalConfig(ModelConfig):
     modality: str = ""
 
+    def __post_init__(self):
+        super().__post_init__()
+        if not isinstance(self.modality, str):
+            raise TypeError(f"modality must be the name of one modality (a string), got {self.modality!r}")
+
 
 class Unimodal(MultimodalModel):
     """One modality alone: its encoder and a linear head. Samples missing it get uniform logits."""
@@ -25,12 +31,14 @@ class Unimodal(MultimodalModel):
     Config = UnimodalConfig
 
     def __init__(self, dims, n_classes, config=None, **overrides):
-        if config is None and "modality" not in overrides:
+        dims = self.check_dims(dims)
+        config = self.make_config(config, **overrides)
+        m = config.modality
+        if m == "":
             raise ValueError(f"Unimodal needs modality=<one of {list(dims)}>")
-        m = (config.modality if config is not None else overrides["modality"])
         if m not in dims:
             raise KeyError(f"modality {m!r} is not among {list(dims)}")
-        super().__init__({m: dims[m]}, n_classes, config, **overrides)
+        super().__init__({m: dims[m]}, n_classes, config)
         self.head = nn.Linear(self.config.d, n_classes)
 
     def forward(self, batch: Batch) -> Output:
@@ -44,6 +52,10 @@ class Unimodal(MultimodalModel):
 class EarlyFusionConfig(ModelConfig):
     aux_heads: bool = False     # add per-modality heads and their CE terms (joint training of RedReg/OGM-GE)
     lambda_uni: float = 1.0     # weight of the summed unimodal CE terms when aux_heads
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.aux_heads = self.check_flag("aux_heads", self.aux_heads)
 
 
 class EarlyFusion(MultimodalModel):
@@ -93,6 +105,7 @@ class LateFusion(MultimodalModel):
 
     def loss_terms(self, batch: Batch, out: Output) -> dict[str, Tensor]:
         # each head learns from the samples that have its modality
+        self.check_labels(batch.y)
         total = 0.0
         for m in self.modalities:
             mk = batch.mask(m)
@@ -136,8 +149,9 @@ class CoAttentionConfig(ModelConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.heads < 1 or self.d % self.heads:
-            raise ValueError(f"heads must be >= 1 and divide d={self.d}, got heads={self.heads}")
+        self.heads = check_int("heads", self.heads, 1)
+        if self.d % self.heads:
+            raise ValueError(f"heads must be an integer >= 1 that divides d={self.d}, got heads={self.heads}")
 
 
 class CoAttention(MultimodalModel):

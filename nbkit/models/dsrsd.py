@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from .._checks import check_choice, check_number
 from ..data.batch import Batch
 from ..nn.fusion import masked_softmax
 from ..losses import decorrelation, info_nce, orthogonality, regression_alignment
@@ -59,12 +60,12 @@ class DSRSDConfig(ModelConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if not self.tau > 0:
-            raise ValueError(f"tau must be > 0, got {self.tau!r}")
-        if self.private_mode not in PRIVATE_MODES:
-            raise ValueError(f"private_mode must be one of {PRIVATE_MODES}, got {self.private_mode!r}")
-        if self.align_kind not in ("mse", "cos"):
-            raise ValueError(f"align_kind must be 'mse' or 'cos', got {self.align_kind!r}")
+        # tau = inf would make L_con a constant (log B): finite and > 0 only
+        self.tau = check_number("tau", self.tau, 0.0, lo_open=True)
+        self.private_mode = check_choice("private_mode", self.private_mode, PRIVATE_MODES)
+        self.align_kind = check_choice("align_kind", self.align_kind, ("mse", "cos"))
+        self.residual = self.check_flag("residual", self.residual)
+        self.gate = self.check_flag("gate", self.gate)
 
 
 def _mlp(d: int, hidden: int, zero_last: bool = False) -> nn.Sequential:
@@ -82,8 +83,8 @@ class DSRSD(MultimodalModel):
 
     def __init__(self, dims, n_classes, config: DSRSDConfig | None = None, **overrides):
         if len(dims) < 2:
-            raise ValueError(f"DSRSD needs at least 2 modalities (shared factors are cross-modal), "
-                             f"got {list(dims)}")
+            raise ValueError(f"dims must name at least 2 modalities for DSRSD (shared factors are cross-modal), "
+                             f"got {list(dims) if hasattr(dims, '__iter__') else dims!r}")
         super().__init__(dims, n_classes, config, **overrides)
         c, M = self.config, len(self.modalities)
         d = c.d

@@ -8,14 +8,20 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
+from .._checks import check_int, check_number
+
 __all__ = ["MLPEncoder", "SequenceEncoder", "make_encoder"]
 
 
 class MLPEncoder(nn.Module):
+    """[B, D] -> [B, d_out]: ``depth - 1`` hidden layers (Linear, GELU, Dropout(``dropout``))
+    and a Linear + ReLU output. Dropout acts in train mode only."""
+
     def __init__(self, d_in: int, d_out: int = 64, hidden: int = 128, depth: int = 2, dropout: float = 0.0):
         super().__init__()
-        if d_in < 1 or d_out < 1:
-            raise ValueError(f"d_in and d_out must be >= 1, got {d_in}, {d_out}")
+        d_in, d_out = check_int("d_in", d_in, 1), check_int("d_out", d_out, 1)
+        hidden, depth = check_int("hidden", hidden, 1), check_int("depth", depth, 1)
+        dropout = check_number("dropout", dropout, 0.0, 1.0, hi_open=True)
         layers, d = [], d_in
         for _ in range(max(depth - 1, 0)):
             layers += [nn.Linear(d, hidden), nn.GELU(), nn.Dropout(dropout)]
@@ -38,27 +44,33 @@ class SequenceEncoder(nn.Module):
     0.61 test accuracy after 10 epochs where this one reaches 0.95 (2,000 clips, same seed).
     """
 
-    def __init__(self, d_in: int, d_out: int = 64, hidden: int = 64, kernel: int = 5, bins: int = 4):
+    def __init__(self, d_in: int, d_out: int = 64, hidden: int = 64, kernel: int = 5, bins: int = 4,
+                 dropout: float = 0.0):
         super().__init__()
+        d_in, d_out = check_int("d_in", d_in, 1), check_int("d_out", d_out, 1)
+        hidden, kernel, bins = check_int("hidden", hidden, 1), check_int("kernel", kernel, 1), check_int("bins", bins, 1)
+        dropout = check_number("dropout", dropout, 0.0, 1.0, hi_open=True)
         self.conv = nn.Sequential(
             nn.Conv1d(d_in, hidden, kernel, padding=kernel // 2), nn.GELU(),
             nn.Conv1d(hidden, hidden, kernel, padding=kernel // 2, stride=2), nn.GELU(),
             nn.AdaptiveAvgPool1d(bins),
         )
+        self.drop = nn.Dropout(dropout)    # on the pooled conv features (its own module: state keys unchanged)
         self.out = nn.Sequential(nn.Flatten(), nn.Linear(hidden * bins, d_out), nn.ReLU())
         self.d_out = d_out
 
     def forward(self, x: Tensor) -> Tensor:
         if x.ndim != 3:
             raise ValueError(f"SequenceEncoder expects [B, T, D], got {tuple(x.shape)}")
-        return self.out(self.conv(x.transpose(1, 2)))
+        return self.out(self.drop(self.conv(x.transpose(1, 2))))
 
 
-def make_encoder(shape: Sequence[int], d_out: int = 64, hidden: int = 128) -> nn.Module:
-    """An encoder for one modality given its per-sample shape ((D,) or (T, D))."""
+def make_encoder(shape: Sequence[int], d_out: int = 64, hidden: int = 128, dropout: float = 0.0) -> nn.Module:
+    """An encoder for one modality given its per-sample shape ((D,) or (T, D)); ``dropout``
+    (the model config's) acts inside it in train mode."""
     shape = tuple(shape)
     if len(shape) == 1:
-        return MLPEncoder(shape[0], d_out, hidden)
+        return MLPEncoder(shape[0], d_out, hidden, dropout=dropout)
     if len(shape) == 2:
-        return SequenceEncoder(shape[1], d_out, min(hidden, 64))
+        return SequenceEncoder(shape[1], d_out, min(hidden, 64), dropout=dropout)
     raise ValueError(f"no encoder for per-sample shape {shape}; use (D,) or (T, D)")

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .._checks import check_choice, check_number
+from .._checks import check_choice, check_int, check_number
 from ..data.batch import Batch
 
 
@@ -105,8 +105,10 @@ class _EncoderRegulator(Regulator):
     def __init__(self, modalities: Sequence[str] | None = None, source: str = "auto", seed: int = 0):
         super().__init__()
         self.source = check_choice("source", source, ("auto", "heads", "split"))
+        if modalities is not None and (isinstance(modalities, (str, bytes)) or not hasattr(modalities, "__iter__")):
+            raise TypeError(f"modalities must be a list of modality names (or None for all), got {modalities!r}")
         self._modalities = None if modalities is None else tuple(modalities)
-        self.seed = int(seed)
+        self.seed = check_int("seed", seed)
         self.epoch, self.n_epochs = 0, 1
         self.theta0: dict[str, list[Tensor]] = {}
 
