@@ -233,7 +233,7 @@ def test_clear_errors():
         SRCIDConfig(quantizer="pq")
     with pytest.raises(ValueError, match="cross_modal=True needs a codebook"):
         SRCIDConfig(quantizer="fsq")
-    with pytest.raises(ValueError, match=r"lambda_club must be a number >= 0, got -1.0"):
+    with pytest.raises(ValueError, match=r"lambda_club must be a finite number >= 0, got -1.0"):
         SRCIDConfig(lambda_club=-1.0)
     with pytest.raises(ValueError, match="warm_start must be one of"):
         SRCIDConfig(warm_start="soon")
