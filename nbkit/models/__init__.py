@@ -7,3 +7,8 @@ from .dsrsd import DSRSD, DSRSDConfig
 __all__ = ["Output", "ModelConfig", "MultimodalModel", "Unimodal", "EarlyFusion", "LateFusion"]
 __all__ += ["DSRSD", "DSRSDConfig"]
 __all__ += ["GatedFusion", "CoAttention"]
+
+# ---- CDDS (notebook 07): decoupling + distribution sampling, and the InfoNCE retrieval baseline
+from .cdds import CDDS, CDDSConfig, InfoNCEConfig, InfoNCERetrieval  # noqa: E402
+
+__all__ += ["CDDS", "CDDSConfig", "InfoNCERetrieval", "InfoNCEConfig"]
