@@ -80,8 +80,8 @@ class CDDSConfig(ModelConfig):
     lambda_x: float | None = None  # None: 1 - lambda_f, the paper's coupling; a number decouples it
     n_noise: int = 8             # z noisy passes (spec; paper: "z groups")
     noise_std: float = 0.1       # std of the Gaussian noise on the embedding (ours); 0 = no noise
-    min_sigma: float = 0.05      # floor of sigma (ours: keeps the KL finite when the passes agree)
-    tau: float = 0.1             # InfoNCE temperature of L_s (ours)
+    min_sigma: float = 0.2       # floor of sigma (ours: keeps K finite; 0.2 chosen on exploration data, docs/methods/cdds.md)
+    tau: float = 0.2             # InfoNCE temperature of L_s (ours; 0.2 was best for the baseline too)
     temperature: float = 0.1     # T of the soft threshold (spec)
     alpha_init: float = 1.0      # initial alpha_i (ours: threshold one std above the mean)
     threshold: str = "adaptive"  # "adaptive" (paper's description) | "kl" (spec)
@@ -225,9 +225,13 @@ class _Backbone(MultimodalModel):
             self.emb_dims = {m: self.dims[m][0] for m in self.modalities}
         else:
             self.emb_dims = {m: self.config.d for m in self.modalities}
+            # the encoders' ReLU outputs have an arbitrary scale; CDDS' KL compares values
+            # against sigma >= min_sigma, so the embedding is standardised per sample (ours)
+            self.emb_norm = nn.LayerNorm(self.config.d, elementwise_affine=False)
 
     def embeddings(self, batch: Batch) -> dict[str, Tensor]:
-        """e_m per modality; a NaN/inf input or a missing modality is an error naming it."""
+        """e_m per modality (``backbone="encoder"``: the encoder output, layer-normalised
+        without affine parameters); a NaN/inf input or a missing modality is an error naming it."""
         self.check_batch(batch)
         for m in self.modalities:
             check_finite(f"batch.x[{m!r}]", batch.x[m])
@@ -235,7 +239,10 @@ class _Backbone(MultimodalModel):
             miss = int((~batch.present.all(1)).sum())
             raise ValueError(f"{type(self).__name__} aligns complete pairs, but batch.present marks {miss} sample(s) "
                              f"with a missing modality; drop them first")
-        return self.encode(batch)
+        e = self.encode(batch)
+        if self.config.backbone == "encoder":
+            e = {m: self.emb_norm(v) for m, v in e.items()}
+        return e
 
     def _empty_logits(self, e: Tensor) -> Tensor:
         # a retrieval model has no class head: logits are [B, 0] (nothing to score against y)
@@ -292,8 +299,9 @@ class CDDS(_Backbone):
         paths = (("s", self.D_s), ("m", self.D_m)) if c.decouple else (("s", self.D_s),)
         for name, dec in paths:
             passes = dec[m](x, h1, h2)                                        # [z, B, D]
-            var = passes.var(0, correction=1) if z > 1 else torch.zeros_like(passes[0])
-            out[f"mu_{name}"] = passes.mean(0)
+            mu = passes.mean(0)
+            var = (passes - mu).pow(2).sum(0) / (z - 1) if z > 1 else torch.zeros_like(mu)   # Bessel
+            out[f"mu_{name}"] = mu
             out[f"sigma_{name}"] = torch.sqrt(var + c.min_sigma ** 2)
         return out
 
@@ -398,7 +406,7 @@ class InfoNCEConfig(ModelConfig):
     d: int = 64                  # joint space width (and backbone width with backbone="encoder") (ours)
     hidden: int = 128            # encoder width, as CDDS' E (ours)
     lambda_nce: float = 1.0      # the only term
-    tau: float = 0.1             # temperature (ours, as CDDS' L_s)
+    tau: float = 0.2             # temperature (ours; 0.2 beat 0.1 and 0.05 on exploration data)
     backbone: str = "identity"
 
     def __post_init__(self):
