@@ -91,7 +91,8 @@ def cca_similarity(train: MultimodalDataset, test: MultimodalDataset, n_componen
     """CCA baseline (`sklearn.cross_decomposition.CCA`) fitted on the training pairs: each
     modality flattened and standardised (and, with ``pca``, reduced to that many principal
     components first, ours for high-dimensional raw inputs); scores = cosine of the test
-    pairs' canonical variates [N, N]."""
+    pairs' canonical variates, each scaled to unit variance and weighted by its canonical
+    correlation on the training pairs (ours) [N, N]."""
     from sklearn.cross_decomposition import CCA
     from sklearn.decomposition import PCA
     from sklearn.preprocessing import StandardScaler
@@ -114,7 +115,15 @@ def cca_similarity(train: MultimodalDataset, test: MultimodalDataset, n_componen
         Ztr.append(xtr), Zte.append(xte)
     k = min(n_components, *(z.shape[1] for z in Ztr), len(train) - 1)
     cca = CCA(n_components=k, max_iter=1000).fit(Ztr[0], Ztr[1])
+    # ours: each canonical variate scaled to unit variance on the training pairs (the two
+    # modalities' variates become comparable coordinate by coordinate) and weighted by its
+    # training canonical correlation (sklearn's iterative CCA can return a last pair that is
+    # uncorrelated; unweighted, that noise would count as much as the best pair)
+    ta, tb = cca.transform(Ztr[0], Ztr[1])
+    sa, sb = ta.std(0) + 1e-12, tb.std(0) + 1e-12
+    rho = np.clip([np.corrcoef(ta[:, j], tb[:, j])[0, 1] for j in range(k)], 0.0, 1.0)
     ua, ub = cca.transform(Zte[0], Zte[1])
+    ua, ub = ua / sa * rho, ub / sb * rho
     ua, ub = torch.as_tensor(ua, dtype=torch.float32), torch.as_tensor(ub, dtype=torch.float32)
     ua, ub = ua / ua.norm(dim=1, keepdim=True).clamp_min(1e-12), ub / ub.norm(dim=1, keepdim=True).clamp_min(1e-12)
     return ua @ ub.T
