@@ -482,3 +482,40 @@ def test_inspection_protocols_and_figures(ds):
         rx.components(InfoNCERetrieval.for_dataset(ds), test)
     with pytest.raises(ValueError, match="index must be an integer"):
         rx.x_semantic_example(model, test, index=len(test))
+
+
+def test_chance_rsum_closed_form_and_monte_carlo():
+    from nbkit.evaluate import retrieval_metrics
+    from nbkit.experiments.nb07_retrieval import chance_rsum
+
+    assert chance_rsum(100) == pytest.approx(2 * (1 + 5 + 10))
+    labels = np.arange(60) % 6
+    assert chance_rsum(labels=np.arange(40)) == pytest.approx(chance_rsum(40))      # distinct labels: instance chance
+    g = torch.Generator().manual_seed(0)
+    sims = [retrieval_metrics(torch.rand(60, 60, generator=g), None, similarity="precomputed",
+                              labels=torch.as_tensor(labels))["rsum"] for _ in range(300)]
+    assert np.mean(sims) == pytest.approx(chance_rsum(labels=labels), rel=0.02)
+
+
+def test_benchmark_script_runs_small_and_reports_what_does_not_fit(capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_cdds.py"
+    spec = importlib.util.spec_from_file_location("bench_cdds", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    # the explicit per-sample KL grows with B d^2, the fused one does not hold that tensor
+    assert bench.estimate_bytes("rs+sampling (explicit K)", 4096, 512) > 50 * bench.estimate_bytes("rs+sampling", 4096, 512)
+    assert bench.estimate_bytes("infonce", 4096, 64) > 3 * bench.estimate_bytes("infonce", 2048, 64)
+    for m in bench.METHODS:                                   # every step runs forward and backward
+        bench.make_step(m, 8, 4)()
+    assert bench.main(["--batches", "8,16", "--d", "4", "--dims", "4,8", "--batch", "8", "--repeats", "1",
+                       "--methods", "infonce,rs+sampling"]) == 0
+    out = capsys.readouterr().out
+    assert "batch sweep (d = 4)" in out and "d sweep (B = 8)" in out and "growth order in B (time)" in out
+    assert out.count("rs+sampling ") >= 4
+    row = bench.measure("rs+sampling (explicit K)", 4096, 1024, max_gb=1.0)
+    assert row["status"].startswith("does not fit in 1 GB")
+    with pytest.raises(SystemExit):
+        bench.main(["--methods", "sgd"])

@@ -8,6 +8,7 @@
 | `nb03_missing_modalities` | 03 gated fusion and missing modalities (DSRSD-Net) |
 | `nb05_balance` | 05 modality balance (RedReg and the balance baselines) |
 | `nb10_oulad` | 10 OULAD case study |
+| `nb07_retrieval` | 07 decoupled alignment and distribution sampling for retrieval (CDDS) |
 
 Each protocol takes the model's ``Config`` and a `nbkit.train.TrainConfig` whole and
 returns tidy frames (one row per seed x setting x metric) for `nbkit.viz` and

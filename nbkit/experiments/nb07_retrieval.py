@@ -17,7 +17,7 @@ import torch
 from ..data.batch import MultimodalDataset
 
 __all__ = ["DATA", "MODEL", "INFONCE", "TRAIN", "VARIANTS", "BASELINES", "PAPER_ABLATION", "make_data",
-           "similarity_matrix", "evaluate_retrieval", "cca_similarity", "StudyResult", "retrieval_study",
+           "chance_rsum", "similarity_matrix", "evaluate_retrieval", "cca_similarity", "StudyResult", "retrieval_study",
            "results_table", "relative_change", "components", "kl_and_related", "mapping_agreement",
            "component_probes", "x_semantic_example", "joint_map", "claim_rows", "summary_table"]
 
@@ -129,6 +129,25 @@ def cca_similarity(train: MultimodalDataset, test: MultimodalDataset, n_componen
     return ua @ ub.T
 
 
+def chance_rsum(n: int | None = None, labels=None, ks=(1, 5, 10)) -> float:
+    """Expected rSum of random scores: instance retrieval among ``n`` items gives R@k = 100 k/n
+    per direction; with ``labels`` (class-level hits) a query whose class has c of the n items
+    hits within k with probability 1 - C(n - c, k) / C(n, k)."""
+    from math import comb
+
+    from .._checks import check_int
+
+    ks = [check_int("ks[i]", k, 1) for k in ks]
+    if labels is None:
+        n = check_int("n", n, 1)
+        return 2 * sum(100 * min(k, n) / n for k in ks)
+    lab = np.asarray(labels).ravel()
+    n = len(lab)
+    counts = pd.Series(lab).value_counts()
+    per_query = [1 - comb(n - counts[c], k) / comb(n, k) if k < n else 1.0 for c in lab for k in ks]
+    return 2 * 100 * float(np.sum(per_query)) / n
+
+
 @dataclass
 class StudyResult:
     """What `retrieval_study` measured: ``metrics`` (one row per method x seed: R@k both
@@ -141,12 +160,13 @@ class StudyResult:
 def retrieval_study(train: MultimodalDataset, test: MultimodalDataset, seeds: Sequence[int] = (0, 1, 2),
                     config=None, infonce_config=None, train_config=None, variants: Sequence[str] = tuple(VARIANTS),
                     baselines: Sequence[str] = BASELINES, labels: bool = False, cca_components: int = 8,
-                    cca_pca: int | None = None, progress: bool = True) -> StudyResult:
+                    cca_pca: int | None = None, progress: bool = False) -> StudyResult:
     """Train every CDDS variant (`VARIANTS`, overrides on ``config``) and the InfoNCE baseline
     (``infonce_config``; it takes ``config``'s backbone, d and hidden unless given) once per
     seed on ``train`` with ``train_config`` (default `TRAIN`), and score retrieval on
     ``test``'s held-out pairs; CCA (deterministic, so the same numbers every seed) is fitted on
-    ``train``. Methods are named "CDDS", "CDDS w/o <part>", "InfoNCE", "CCA"."""
+    ``train``. Methods are named "CDDS", "CDDS w/o <part>", "InfoNCE", "CCA". ``progress``: a
+    bar over the trainings (off by default, so an executed notebook keeps no stale bar)."""
     from tqdm.auto import tqdm
 
     from ..models.cdds import CDDS, InfoNCERetrieval
@@ -331,7 +351,9 @@ def joint_map(models: dict, ds: MultimodalDataset, method: str = "tsne", n: int 
     CDDS: the first modality's semantic components and the second's expressed in the first's
     layout (Wbar mu^b; with sampling=False mu^b itself); InfoNCE: both joint-space vectors.
     Columns: panel, x, y, modality, pair, label, factor (the first shared factor, when known),
-    partner_distance (distance between the two points of a pair in the map, per point)."""
+    partner_distance (distance between the two points of a pair in the map, per point) and
+    partner_distance_rel (the same over the median distance between any point of the first
+    modality and any of the second: 1 = partners no closer than strangers)."""
     from ..evaluate import collect, project_2d
     from .._checks import check_int
     from ..models.cdds import CDDS
@@ -352,9 +374,10 @@ def joint_map(models: dict, ds: MultimodalDataset, method: str = "tsne", n: int 
             xy = project_2d(torch.cat([za, zb]), method=method, seed=seed)
         k = len(sub)
         dist = np.linalg.norm(xy[:k] - xy[k:], axis=1)
+        typical = np.median(np.linalg.norm(xy[:k, None] - xy[None, k:], axis=2))     # any image to any text
         f = pd.DataFrame({"panel": panel, "x": xy[:, 0], "y": xy[:, 1], "modality": [a] * k + [b] * k,
                           "pair": np.r_[np.arange(k), np.arange(k)], "label": np.r_[sub.y.numpy(), sub.y.numpy()],
-                          "partner_distance": np.r_[dist, dist]})
+                          "partner_distance": np.r_[dist, dist], "partner_distance_rel": np.r_[dist, dist] / typical})
         if "shared" in sub.factors:
             f["factor"] = np.r_[sub.factors["shared"][:, 0].numpy(), sub.factors["shared"][:, 0].numpy()]
         frames.append(f)
