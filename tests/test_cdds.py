@@ -397,6 +397,8 @@ def test_cca_recovers_a_linear_pairing_exactly():
     S = cca_similarity(train, test, n_components=4)
     got = evaluate_retrieval(S, test)
     assert got["a->b R@1"] >= 98 and got["b->a R@1"] >= 98
+    # class-level hits can only help: any item of the query's class counts
+    assert evaluate_retrieval(S, test, labels=True)["rsum"] >= got["rsum"]
     # one canonical pair is not enough to tell 100 items apart
     assert evaluate_retrieval(cca_similarity(train, test, n_components=1), test)["a->b R@1"] < 50
 
