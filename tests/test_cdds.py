@@ -344,6 +344,10 @@ def test_clear_errors(ds):
         gaussian_kl_matrix(torch.zeros(2, 2), torch.ones(2, 2), torch.zeros(2, 2), torch.ones(2, 2), reduction="sum")
     with pytest.raises(ValueError, match="mu must be"):
         distribution_sampling(torch.eye(3), torch.zeros(2, 4))
+    with pytest.raises(ValueError, match="sigma must be finite"):
+        distribution_sampling(torch.eye(2), torch.zeros(3, 2), torch.full((3, 2), float("nan")))
+    with pytest.raises(ValueError, match="mu_b must be finite"):
+        batch_column_kl(torch.zeros(3, 2), torch.full((3, 2), float("nan")))
     with pytest.raises(ValueError, match="at least 2 samples"):
         modality_consistency(torch.zeros(1, 3), torch.ones(1, 3))
 

@@ -130,7 +130,7 @@ def related_semantics(K: Tensor, alpha: Tensor, temperature: float = 0.1, thresh
     if not isinstance(alpha, Tensor) or tuple(alpha.shape) != (K.shape[0],):
         raise ValueError(f"alpha must be a tensor of shape [{K.shape[0]}] (one threshold per row of K), "
                          f"got {tuple(getattr(alpha, 'shape', ()))}")
-    check_finite("K", K)
+    check_finite("K", K), check_finite("alpha", alpha)
     if threshold == "kl":
         logw = F.logsigmoid((alpha[:, None] - K) / temperature)
     else:
@@ -152,8 +152,10 @@ def distribution_sampling(W: Tensor, mu: Tensor, sigma: Tensor | None = None, xi
     if not isinstance(mu, Tensor) or mu.ndim != 2 or mu.shape[1] != W.shape[1]:
         raise ValueError(f"mu must be [B, {W.shape[1]}] (one column per column of W), got "
                          f"{tuple(getattr(mu, 'shape', ()))}")
+    check_finite("W", W), check_finite("mu", mu)
     z = mu
     if sigma is not None:
+        check_finite("sigma", sigma)
         if sigma.shape != mu.shape:
             raise ValueError(f"sigma must have mu's shape {tuple(mu.shape)}, got {tuple(sigma.shape)}")
         if xi is None:
@@ -170,6 +172,7 @@ def batch_column_kl(mu_a: Tensor, mu_b: Tensor) -> Tensor:
     if mu_a.ndim != 2 or mu_b.ndim != 2 or mu_a.shape[0] != mu_b.shape[0]:
         raise ValueError(f"mu_a and mu_b must be [B, d] with the same (matched) rows, got "
                          f"{tuple(mu_a.shape)} and {tuple(mu_b.shape)}")
+    check_finite("mu_a", mu_a), check_finite("mu_b", mu_b)
     logp, logq = F.log_softmax(mu_a, 0), F.log_softmax(mu_b, 0)
     p = logp.exp()
     return (p * logp).sum(0)[:, None] - p.T @ logq
