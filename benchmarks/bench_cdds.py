@@ -21,7 +21,7 @@ Each (step, B, d) runs in a forked child process (one CPU thread), so its peak m
 child's maximum resident set size above what it held before the step (ru_maxrss); time is the
 median of ``--repeats`` timed steps after one untimed step. A run whose estimated working set
 exceeds ``--max-gb`` is not started and is reported as "does not fit". The growth order printed
-at the end is the log-log slope between the two largest sizes that ran.
+at the end is the least-squares log-log slope over the three largest sizes that ran.
 """
 from __future__ import annotations
 
@@ -132,15 +132,19 @@ def measure(method: str, B: int, d: int, repeats: int = 3, max_gb: float = 8.0, 
     return row
 
 
-def growth(rows: list[dict], key: str, size: str) -> dict[str, str]:
-    """Per method: the log-log slope of ``key`` against ``size`` between the two largest sizes
-    that ran (1 = linear, 2 = quadratic)."""
+def growth(rows: list[dict], key: str, size: str, last: int = 3) -> dict[str, str]:
+    """Per method: the least-squares log-log slope of ``key`` against ``size`` over the ``last``
+    largest sizes that ran (1 = linear, 2 = quadratic; the small sizes are dominated by fixed
+    per-call costs, and one pair of points is too noisy on a shared CPU)."""
     out = {}
     for m in METHODS:
-        pts = sorted((r[size], r[key]) for r in rows if r["method"] == m and r["status"] == "ok" and r[key] > 0)
+        pts = sorted((r[size], r[key]) for r in rows if r["method"] == m and r["status"] == "ok" and r[key] > 0)[-last:]
         if len(pts) >= 2:
-            (x0, y0), (x1, y1) = pts[-2], pts[-1]
-            out[m] = f"{math.log(y1 / y0) / math.log(x1 / x0):.2f}"
+            x = [math.log(p[0]) for p in pts]
+            y = [math.log(p[1]) for p in pts]
+            mx, my = sum(x) / len(x), sum(y) / len(y)
+            slope = sum((a - mx) * (b - my) for a, b in zip(x, y)) / sum((a - mx) ** 2 for a in x)
+            out[m] = f"{slope:.2f}"
     return out
 
 
