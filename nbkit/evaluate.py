@@ -364,7 +364,8 @@ def stream_diagnostics(model, ds: MultimodalDataset, seed: int = 0, probes: bool
 
 
 # ------------------------------------------------------------------------------- retrieval
-def retrieval_metrics(a, b, ks=(1, 5, 10), similarity: str = "cosine", names: tuple[str, str] = ("a", "b")) -> dict[str, float]:
+def retrieval_metrics(a, b, ks=(1, 5, 10), similarity: str = "cosine", names: tuple[str, str] = ("a", "b"),
+                      *, labels=None) -> dict[str, float]:
     """Cross-modal retrieval between paired rows: row i of ``a`` [N, d] and row i of ``b``
     [N, d'] are the same item (compare d == d' unless ``similarity="precomputed"``, where
     ``a`` is the [N, N] similarity matrix, rows = queries of ``a``, columns = items of ``b``).
@@ -374,7 +375,18 @@ def retrieval_metrics(a, b, ks=(1, 5, 10), similarity: str = "cosine", names: tu
     least as high ranks before it): R@k in percent, median rank and mean rank; plus
     ``rsum`` = the sum of R@k over both directions (VSE convention). Keys:
     ``"{a}->{b} R@1"``, ..., ``"{a}->{b} medr"``, ``"{a}->{b} meanr"``, the same for
-    ``"{b}->{a}"``, and ``"rsum"``."""
+    ``"{b}->{a}"``, and ``"rsum"``.
+
+    medr = floor(median of the ranks), the median averaging the two middle ranks of an even
+    count, and meanr = mean rank: VSE++'s ``floor(median(r0)) + 1`` and ``mean(r0) + 1`` of its
+    0-based ranks r0 (github.com/fartashf/vsepp, evaluation.py). VSE++ breaks ties by sort
+    order; here a tie counts against the query (a constant similarity gives rank N, not 1).
+
+    ``labels`` (keyword, [N], optional; added for CDDS, notebook 07): item j is relevant to
+    query i when ``labels[i] == labels[j]`` (class-level retrieval, e.g. any spoken "three"
+    for a handwritten 3), and a query's rank is that of its best-ranked relevant item (VSE++
+    scores its five captions per image the same way); ties between relevant and irrelevant
+    items again count against the query."""
     from ._checks import check_choice, check_finite, check_int
 
     check_choice("similarity", similarity, ("cosine", "dot", "precomputed"))
@@ -406,16 +418,27 @@ def retrieval_metrics(a, b, ks=(1, 5, 10), similarity: str = "cosine", names: tu
     ks = [check_int("ks[i]", k, 1) for k in ks]
     if not ks:
         raise ValueError("ks must hold at least one k, got []")
+    relevant = None
+    if labels is not None:
+        lab = torch.as_tensor(_np(labels))
+        if lab.ndim != 1 or lab.shape[0] != S.shape[0] or lab.is_floating_point():
+            raise ValueError(f"labels must be [N] integer class labels with N = {S.shape[0]} (one per pair), "
+                             f"got {lab.dtype} {tuple(lab.shape)}")
+        relevant = lab[:, None] == lab[None, :]
     out: dict[str, float] = {}
     rsum = 0.0
     for name, M in ((f"{names[0]}->{names[1]}", S), (f"{names[1]}->{names[0]}", S.T)):
-        true = M.diagonal()[:, None]
-        ranks = (M >= true).sum(1).double()          # 1 + number of others at least as similar
+        if relevant is None:
+            true = M.diagonal()[:, None]
+            ranks = (M >= true).sum(1).double()      # 1 + number of others at least as similar
+        else:                                        # rank of the best relevant item
+            best = M.masked_fill(~relevant, float("-inf")).max(1, keepdim=True).values
+            ranks = 1 + ((M >= best) & ~relevant).sum(1).double()
         for k in ks:
             r = float((ranks <= k).double().mean() * 100)
             out[f"{name} R@{k}"] = r
             rsum += r
-        out[f"{name} medr"] = float(ranks.median())
+        out[f"{name} medr"] = float(torch.floor(ranks.quantile(0.5)))
         out[f"{name} meanr"] = float(ranks.mean())
     out["rsum"] = rsum
     return out

@@ -545,3 +545,106 @@ class CrossCPC(_nn.Module):
         if not isinstance(loss, Tensor):
             loss = next(iter(terms.values())) * 0.0
         return {"loss": loss, "terms": terms, "acc": acc, "t": t}
+
+# ====================================================================== CDDS (notebook 07)
+# Constrained decoupling and distribution sampling (AAAI 2026, arXiv 2603.05566); no official
+# code exists, see docs/methods/cdds.md for what is the paper's and what is ours.
+__all__ += ["gaussian_kl", "gaussian_kl_matrix", "modality_consistency"]
+
+
+def _check_gaussian(fn: str, name: str, mu: Tensor, sigma: Tensor) -> None:
+    from ._checks import check_finite
+
+    for n, t in ((f"mu_{name}", mu), (f"sigma_{name}", sigma)):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{fn}: {n} must be a torch.Tensor, got {type(t).__name__}")
+        check_finite(f"{fn}: {n}", t)
+    if mu.shape != sigma.shape:
+        raise ValueError(f"{fn}: mu_{name} and sigma_{name} must have the same shape, got "
+                         f"{tuple(mu.shape)} and {tuple(sigma.shape)}")
+    if (sigma <= 0).any():
+        raise ValueError(f"{fn}: sigma_{name} must be > 0 everywhere (a standard deviation), got a minimum "
+                         f"of {float(sigma.min()):g}")
+
+
+def gaussian_kl(mu_p: Tensor, sigma_p: Tensor, mu_q: Tensor, sigma_q: Tensor) -> Tensor:
+    r"""Elementwise closed-form KL(N(mu_p, sigma_p^2) || N(mu_q, sigma_q^2)) (nats):
+
+        KL = log(sigma_q / sigma_p) + (sigma_p^2 + (mu_p - mu_q)^2) / (2 sigma_q^2) - 1/2
+
+    Broadcasts like ``mu_p - mu_q``. 0 iff the two Gaussians are equal; not symmetric.
+    """
+    for n, t in (("mu_p", mu_p), ("sigma_p", sigma_p), ("mu_q", mu_q), ("sigma_q", sigma_q)):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"gaussian_kl: {n} must be a torch.Tensor, got {type(t).__name__}")
+    if (sigma_p <= 0).any() or (sigma_q <= 0).any():
+        raise ValueError("gaussian_kl: sigma_p and sigma_q must be > 0 (standard deviations)")
+    vp, vq = sigma_p.pow(2), sigma_q.pow(2)
+    return torch.log(sigma_q) - torch.log(sigma_p) + (vp + (mu_p - mu_q).pow(2)) / (2 * vq) - 0.5
+
+
+def gaussian_kl_matrix(mu_a: Tensor, sigma_a: Tensor, mu_b: Tensor, sigma_b: Tensor,
+                       reduction: str = "mean") -> Tensor:
+    r"""The CDDS KL matrix between the per-dimension Gaussians of two modalities.
+
+    Rows n of ``mu_a, sigma_a`` [B, d_a] and ``mu_b, sigma_b`` [B, d_b] are one matched pair:
+    sample n's dimension i of modality a is N(mu_a[n, i], sigma_a[n, i]^2) (in CDDS: mean and
+    spread over the z noisy passes), likewise for b. Per pair,
+
+        K^(n)_ij = KL( N(mu_a[n,i], sigma_a[n,i]^2) || N(mu_b[n,j], sigma_b[n,j]^2) )   [d_a, d_b]
+
+    reduction="none" returns every K^(n) [B, d_a, d_b] (memory B d_a d_b); "mean" returns the
+    batch mean K = 1/B sum_n K^(n) [d_a, d_b] WITHOUT building the [B, d_a, d_b] tensor: with
+    r = 1/(2 sigma_b^2) the sum splits into matrix products (ours; equal to the explicit mean,
+    a test compares):
+
+        B K_ij = sum_n [log sigma_b[n,j] - log sigma_a[n,i] - 1/2]
+                 + sum_n (sigma_a[n,i]^2 + mu_a[n,i]^2) r[n,j] - 2 sum_n mu_a[n,i] mu_b[n,j] r[n,j]
+                 + sum_n mu_b[n,j]^2 r[n,j]
+
+    i.e. O(B d_a d_b) time but O(d_a d_b + B (d_a + d_b)) memory, computed in float64 (the
+    expanded square cancels large terms when sigma is small). See docs/methods/cdds.md.
+    """
+    from ._checks import check_choice
+
+    check_choice("reduction", reduction, ("mean", "none"))
+    _check_gaussian("gaussian_kl_matrix", "a", mu_a, sigma_a)
+    _check_gaussian("gaussian_kl_matrix", "b", mu_b, sigma_b)
+    for n, t in (("mu_a", mu_a), ("mu_b", mu_b)):
+        if t.ndim != 2:
+            raise ValueError(f"gaussian_kl_matrix: {n} must have shape [B, d] (one row per sample), got {tuple(t.shape)}")
+    if mu_a.shape[0] != mu_b.shape[0]:
+        raise ValueError(f"gaussian_kl_matrix: mu_a and mu_b must hold the same (matched) samples, got "
+                         f"{mu_a.shape[0]} and {mu_b.shape[0]} rows")
+    if reduction == "none":
+        return gaussian_kl(mu_a[:, :, None], sigma_a[:, :, None], mu_b[:, None, :], sigma_b[:, None, :])
+    B, out_dtype = mu_a.shape[0], torch.promote_types(mu_a.dtype, mu_b.dtype)
+    # float64 inside (ours): the expanded square subtracts terms of size mu^2 / sigma^2, which
+    # loses the small KL of a well-matched pair to float32 rounding once sigma is small
+    mu_a, sigma_a, mu_b, sigma_b = (t.double() for t in (mu_a, sigma_a, mu_b, sigma_b))
+    r = 0.5 / sigma_b.pow(2)                                               # [B, d_b]
+    const = (torch.log(sigma_b).sum(0)[None, :] - torch.log(sigma_a).sum(0)[:, None]) - 0.5 * B
+    quad = (sigma_a.pow(2) + mu_a.pow(2)).T @ r - 2 * mu_a.T @ (mu_b * r) + (mu_b.pow(2) * r).sum(0)[None, :]
+    return ((const + quad) / B).to(out_dtype)
+
+
+def modality_consistency(mu: Tensor, sigma: Tensor) -> Tensor:
+    r"""CDDS modality consistency L_m for one modality's modality components: every sample's
+    per-dimension Gaussian N(mu[n, j], sigma[n, j]^2) should look like the modality's own
+    batch distribution in that dimension, the moment-matched Gaussian of the batch mixture
+
+        mu_bar_j = 1/B sum_n mu[n,j],   s_bar_j^2 = 1/B sum_n (sigma[n,j]^2 + (mu[n,j] - mu_bar_j)^2)
+        L_m = 1/(B d) sum_{n,j} KL( N(mu[n,j], sigma[n,j]^2) || N(mu_bar_j, s_bar_j^2) )
+
+    (the paper: "KL divergence keeps the modality components of all patches/words of one
+    modality alike"; the moment-matched batch Gaussian as the common reference is ours). 0 when
+    every sample has the same modality component; it grows as the components carry
+    sample-specific content relative to their spread.
+    """
+    _check_gaussian("modality_consistency", "m", mu, sigma)
+    if mu.ndim != 2:
+        raise ValueError(f"modality_consistency: mu_m must have shape [B, d], got {tuple(mu.shape)}")
+    check_batch_size("modality_consistency: mu_m", mu.shape[0])
+    mu_bar = mu.mean(0, keepdim=True)
+    s_bar = torch.sqrt((sigma.pow(2) + (mu - mu_bar).pow(2)).mean(0, keepdim=True))
+    return gaussian_kl(mu, sigma, mu_bar.expand_as(mu), s_bar.expand_as(mu)).mean()

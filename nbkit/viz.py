@@ -505,3 +505,77 @@ def detection_figure(images, detections: Sequence | None = None, targets: Sequen
 
 
 __all__ += ["detection_figure"]
+
+# ------------------------------------------------------------------ CDDS (notebook 07)
+__all__ += ["matrix_row_figure", "x_semantic_figure", "joint_map_figure"]
+
+
+def matrix_row_figure(matrices: dict, title: str = "", colorscale: str = "Viridis", zmin: dict | None = None,
+                      zmax: dict | None = None, x_title: str = "", y_title: str = "", height: int = 380):
+    """Heatmaps side by side, each on ITS OWN colour scale with its own colour bar (a KL
+    matrix in nats next to a row-normalised matrix and a 0/1 mapping); ``zmin``/``zmax``:
+    optional {panel: value}."""
+    from plotly.subplots import make_subplots
+
+    go = _go()
+    if not matrices:
+        raise ValueError("matrix_row_figure needs at least one {title: matrix}")
+    names = list(matrices)
+    fig = make_subplots(rows=1, cols=len(names), subplot_titles=[str(n) for n in names], horizontal_spacing=0.09)
+    for k, n in enumerate(names):
+        m = np.asarray(matrices[n], dtype=float)
+        if m.ndim != 2:
+            raise ValueError(f"matrix {n!r} must be 2-D, got shape {m.shape}")
+        dom = fig.layout[f"xaxis{k + 1 if k else ''}"].domain
+        fig.add_trace(go.Heatmap(z=m, colorscale=colorscale, zmin=(zmin or {}).get(n), zmax=(zmax or {}).get(n),
+                                 colorbar=dict(x=dom[1] + 0.005, len=0.8, thickness=10)), row=1, col=k + 1)
+        fig.update_xaxes(title_text=x_title, row=1, col=k + 1)
+        fig.update_yaxes(title_text=y_title if k == 0 else None, autorange="reversed", scaleanchor=f"x{k + 1 if k else ''}",
+                         constrain="domain", row=1, col=k + 1)
+    fig.update_layout(template=TEMPLATE, title=title, height=height, width=max(420, 330 * len(names)))
+    return fig
+
+
+def x_semantic_figure(frame: pd.DataFrame, title: str = "A sampled x-semantic component"):
+    """Per dimension: a sample's own semantic component, the x-semantic mean built from its
+    partner with its +-2 sd band, and a few sampled x-semantic draws (`nbkit.experiments.
+    nb07_retrieval.x_semantic_example`: columns dim, kind, draw, value, lo, hi)."""
+    go = _go()
+    need = {"dim", "kind", "draw", "value", "lo", "hi"}
+    if frame.empty or not need <= set(frame.columns):
+        raise ValueError(f"x_semantic_figure needs a non-empty frame with columns {sorted(need)}")
+    fig = go.Figure()
+    band = frame[frame.lo.notna()]
+    for kind, g in band.groupby("kind", sort=False):
+        g = g.sort_values("dim")
+        fig.add_scatter(x=list(g.dim) + list(g.dim[::-1]), y=list(g.hi) + list(g.lo[::-1]), fill="toself",
+                        line=dict(width=0), fillcolor="rgba(99,110,250,0.15)", name=f"{kind} ± 2 sd", hoverinfo="skip")
+    draws = frame[frame.kind == "x-semantic draw"]
+    for k, (_, g) in enumerate(draws.groupby("draw")):
+        fig.add_scatter(x=g.dim, y=g.value, mode="markers", marker=dict(size=5, color="rgba(99,110,250,0.6)"),
+                        name="x-semantic draws", legendgroup="draws", showlegend=k == 0)
+    colors = ["#EF553B", "#636EFA", "#00CC96"]
+    for i, (kind, g) in enumerate(frame[frame.kind != "x-semantic draw"].groupby("kind", sort=False)):
+        g = g.sort_values("dim")
+        fig.add_scatter(x=g.dim, y=g.value, mode="lines+markers", name=kind, line=dict(color=colors[i % 3]))
+    fig.update_layout(template=TEMPLATE, title=title, xaxis_title="dimension", yaxis_title="value", height=380)
+    return fig
+
+
+def joint_map_figure(frame: pd.DataFrame, color: str = "modality", title: str = ""):
+    """Both modalities in one 2-D map, one panel per model (`nb07_retrieval.joint_map`: columns
+    panel, x, y, modality, pair, ...), coloured by ``color`` (e.g. "modality", "factor"),
+    marker symbol by modality."""
+    import plotly.express as px
+
+    need = {"panel", "x", "y", "modality", "pair", color}
+    if frame.empty or not need <= set(frame.columns):
+        raise ValueError(f"joint_map_figure needs a non-empty frame with columns {sorted(need)}")
+    fig = px.scatter(frame, x="x", y="y", color=color, symbol="modality", facet_col="panel",
+                     hover_data=["pair"] + (["label"] if "label" in frame else []), template=TEMPLATE, title=title,
+                     color_continuous_scale="Viridis")
+    fig.update_traces(marker=dict(size=5, opacity=0.7))
+    fig.update_xaxes(matches=None, showticklabels=False, title_text="")
+    fig.update_yaxes(matches=None, showticklabels=False, title_text="")
+    fig.update_layout(height=420)
+    return fig

@@ -6,6 +6,11 @@ from .synthetic import make_synthetic
 __all__ = ["Batch", "MultimodalDataset", "make_synthetic", "drop_modalities", "add_noise",
            "load_avdigits"]
 
+# ---- CDDS (notebook 07): paired embeddings with a known cross-dimension mapping
+from .paired import make_paired_embeddings, mapping_order  # noqa: E402
+
+__all__ += ["make_paired_embeddings", "mapping_order"]
+
 
 def __getattr__(name):
     # avdigits / oulad import lazily (file reading, pandas)

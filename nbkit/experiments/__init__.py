@@ -8,8 +8,9 @@
 | `nb03_missing_modalities` | 03 gated fusion and missing modalities (DSRSD-Net) |
 | `nb04_srcid` | 04 semantic residual quantization (SRCID, DCID, VQ/RVQ/FSQ) |
 | `nb05_balance` | 05 modality balance (RedReg and the balance baselines) |
-| `nb10_oulad` | 10 OULAD case study |
 | `nb06_detection` | 06 gradient suppression in multimodal detection (RSC-MD) |
+| `nb07_retrieval` | 07 decoupled alignment and distribution sampling for retrieval (CDDS) |
+| `nb10_oulad` | 10 OULAD case study |
 
 Each protocol takes the model's ``Config`` and a `nbkit.train.TrainConfig` whole and
 returns tidy frames (one row per seed x setting x metric) for `nbkit.viz` and

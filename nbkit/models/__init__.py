@@ -17,3 +17,8 @@ __all__ += ["SRCID", "SRCIDConfig"]
 from .rscmd import RSCMDConfig, RSCMDDetector
 
 __all__ += ["RSCMDDetector", "RSCMDConfig"]
+
+# ---- CDDS (notebook 07): decoupling + distribution sampling, and the InfoNCE retrieval baseline
+from .cdds import CDDS, CDDSConfig, InfoNCEConfig, InfoNCERetrieval  # noqa: E402
+
+__all__ += ["CDDS", "CDDSConfig", "InfoNCERetrieval", "InfoNCEConfig"]
