@@ -111,7 +111,8 @@ def execute_job(job: Job) -> dict:
         with _environ({**job.env, "NBKIT_CLAIMS": str(claims), "PYTHONPATH": path}):
             try:
                 pm.execute_notebook(str(src), str(out), parameters=job.params, cwd=str(cwd), kernel_name="python3",
-                                    progress_bar=False, execution_timeout=job.timeout, report_mode=False)
+                                    progress_bar=False, execution_timeout=job.timeout, report_mode=False,
+                                    start_timeout=300)           # a loaded machine starts kernels slowly
             except Exception as exc:  # noqa: BLE001 - every failure is reported, the rest still run
                 status, error = "failed", _error_text(exc)
         seconds = time.perf_counter() - t0
