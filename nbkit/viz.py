@@ -578,4 +578,42 @@ def joint_map_figure(frame: pd.DataFrame, color: str = "modality", title: str = 
     fig.update_xaxes(matches=None, showticklabels=False, title_text="")
     fig.update_yaxes(matches=None, showticklabels=False, title_text="")
     fig.update_layout(height=420)
+
+# ------------------------------------------------------------------------ nbkit sweep
+def sweep_figure(frame: pd.DataFrame, names: Sequence[str], metric: str, title: str = ""):
+    """The grid of a sweep (tidy: one row per trial, seed, metric): ``metric`` (mean ± std
+    over seeds) against the first swept setting, one line per combination of the others;
+    with exactly two settings also a heatmap of the mean beside it."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    names = list(names)
+    if not names or any(n not in frame.columns for n in names):
+        raise ValueError(f"names {names} must be columns of the sweep frame {list(frame.columns)}")
+    f = frame[frame.metric == metric]
+    if f.empty:
+        raise ValueError(f"metric {metric!r} is not in the sweep; it has {sorted(frame.metric.unique())}")
+    agg = f.groupby(names, sort=False).value.agg(["mean", "std"]).reset_index()
+    agg["std"] = agg["std"].fillna(0.0)
+    x, rest = names[0], names[1:]
+    agg["_x"] = agg[x].astype(str)
+    heat = len(names) == 2
+    fig = make_subplots(rows=1, cols=2 if heat else 1, subplot_titles=(f"{metric} vs {x}", f"mean {metric}")
+                        if heat else None, column_widths=[0.55, 0.45] if heat else None)
+    groups = agg.groupby(rest, sort=False) if rest else [((), agg)]
+    for key, g in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        label = ", ".join(f"{n}={v}" for n, v in zip(rest, key)) or metric
+        fig.add_trace(go.Scatter(x=g["_x"], y=g["mean"], error_y=dict(type="data", array=g["std"]),
+                                 mode="lines+markers", name=label), row=1, col=1)
+    if heat:
+        piv = agg.pivot(index=names[1], columns=x, values="mean")
+        fig.add_trace(go.Heatmap(z=piv.values, x=[str(c) for c in piv.columns], y=[str(i) for i in piv.index],
+                                 colorscale="Viridis", colorbar=dict(title=metric, x=1.02), showscale=True,
+                                 texttemplate="%{z:.3f}"), row=1, col=2)
+        fig.update_xaxes(title_text=x, type="category", row=1, col=2)
+        fig.update_yaxes(title_text=names[1], type="category", row=1, col=2)
+    fig.update_xaxes(title_text=x, type="category", row=1, col=1)
+    fig.update_yaxes(title_text=metric, row=1, col=1)
+    fig.update_layout(template=TEMPLATE, title=title, height=460)
     return fig

@@ -216,3 +216,32 @@ def test_pages_render_offline_with_one_shared_plotly(tmp_path):
     rep = _load_offline(run / "report.html")
     assert rep["blocked"] == [] and rep["plots"] >= 1, rep
     assert (run / "forest.png").stat().st_size > 5000
+
+
+@pytest.mark.parametrize("args, message", [
+    (["sweep", "no-such", "--grid", "a=1"], "experiment must be one of"),
+    (["sweep", "lambda-grid"], "--grid must name at least one setting"),
+    (["sweep", "lambda-grid", "--grid", "colour=red,blue"], "not a setting of 'lambda-grid'"),
+    (["sweep", "lambda-grid", "--grid", "lambda_dec=1,1"], "give distinct values"),
+    (["sweep", "lambda-grid", "--grid", "lambda_dec"], "--grid must be NAME=V1,V2"),
+    (["reproduce", "--address", "auto"], "need --executor ray"),
+])
+def test_bad_sweep_and_executor_arguments_exit_2(tmp_path, args, message):
+    r = _run(*args, "--out", tmp_path / "x", timeout=120)
+    assert r.returncode == 2 and message in r.stderr, r.stderr
+
+
+def test_sweep_local_balance_table_and_claims(tmp_path):
+    from nbkit.sweep import sweep
+
+    folder = sweep("balance", {"method": ["joint", "RedReg"], "epochs": [1]}, seeds=[0, 1], out=tmp_path,
+                   progress=False)
+    frame = pd.read_csv(folder / "sweep.csv")
+    assert set(frame.method) == {"joint", "RedReg"} and set(frame.seed) == {0, 1}
+    assert {"acc", "acc/audio", "acc/image"} <= set(frame.metric) and "ms_step" not in set(frame.metric)
+    # the trial numbering follows the grid, and every (trial, seed, metric) appears once
+    assert not frame.duplicated(["trial", "seed", "metric"]).any()
+    assert frame.groupby("trial").method.first().tolist() == ["joint", "RedReg"]
+    claims = read_claims(folder / "claims.csv")
+    assert len(claims) == 1 and claims.verdict.iloc[0].startswith(("inconclusive", "not supported"))   # 2 seeds
+    assert "RedReg" in claims.claim.iloc[0] and "joint" in claims.claim.iloc[0]
