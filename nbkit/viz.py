@@ -578,6 +578,7 @@ def joint_map_figure(frame: pd.DataFrame, color: str = "modality", title: str = 
     fig.update_xaxes(matches=None, showticklabels=False, title_text="")
     fig.update_yaxes(matches=None, showticklabels=False, title_text="")
     fig.update_layout(height=420)
+    return fig
 
 # ------------------------------------------------------------------------ nbkit sweep
 def sweep_figure(frame: pd.DataFrame, names: Sequence[str], metric: str, title: str = ""):

@@ -91,23 +91,21 @@ def club_gaussian_staircase(levels: Sequence[float] = (2, 4, 6, 8, 10), steps: i
     true conditional, see `exact_club`)."""
     from .._checks import check_int
     from ..losses import CLUB
-    from ..train import cpu_threads
 
     steps, dim, batch = check_int("steps", steps, 1), check_int("dim", dim, 1), check_int("batch", batch, 2)
     g = torch.Generator().manual_seed(check_int("seed", seed))
     club = CLUB(dim, dim, hidden=hidden, lr=lr, steps=1, seed=seed)
     rows, k = [], 0
-    with cpu_threads(1):
-        for mi in levels:
-            rho = gaussian_mi_to_rho(float(mi), dim)
-            for _ in range(steps):
-                x = torch.randn(batch, dim, generator=g)
-                y = rho * x + math.sqrt(1 - rho ** 2) * torch.randn(batch, dim, generator=g)
-                club.fit(x, y)
-                with torch.no_grad():
-                    est = float(club.mi_est(x, y))
-                rows.append({"step": k, "true_mi": float(mi), "estimate": est, "exact_club": exact_club(mi, dim)})
-                k += 1
+    for mi in levels:
+        rho = gaussian_mi_to_rho(float(mi), dim)
+        for _ in range(steps):
+            x = torch.randn(batch, dim, generator=g)
+            y = rho * x + math.sqrt(1 - rho ** 2) * torch.randn(batch, dim, generator=g)
+            club.fit(x, y)
+            with torch.no_grad():
+                est = float(club.mi_est(x, y))
+            rows.append({"step": k, "true_mi": float(mi), "estimate": est, "exact_club": exact_club(mi, dim)})
+            k += 1
     return pd.DataFrame(rows)
 
 

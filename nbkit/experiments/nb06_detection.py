@@ -72,24 +72,22 @@ def condition_subsets(ds: MultimodalDataset) -> dict[str, torch.Tensor]:
     return {c: condition_index(ds, c) for c in ("day", "night") if len(condition_index(ds, c))}
 
 
-def evaluate_detector(model, test: MultimodalDataset, threads: int | None = 1) -> tuple[dict, dict]:
+def evaluate_detector(model, test: MultimodalDataset) -> tuple[dict, dict]:
     """mAP of every head of ``model`` on ``test``, overall and per condition, from one forward
     pass per batch: ({"map", "map50", "map/day", ..., "map/<m>", "map50/<m>/night", ...},
     {head: predictions}). The fused head's keys have no modality part."""
     from ..evaluate import coco_map, detections
-    from ..train import cpu_threads
 
-    with cpu_threads(threads):
-        heads = list(getattr(model, "heads", ("fused",)))
-        preds, targets = detections(model, test, head=heads)
-        subsets = condition_subsets(test)
-        row = {}
-        for h in heads:
-            r = coco_map(preds[h], targets, n_classes=model.n_classes, subsets=subsets)
-            for k, v in r.items():
-                metric, _, cond = k.partition("/")
-                key = metric if h == "fused" else f"{metric}/{h}"
-                row[key + (f"/{cond}" if cond else "")] = v
+    heads = list(getattr(model, "heads", ("fused",)))
+    preds, targets = detections(model, test, head=heads)
+    subsets = condition_subsets(test)
+    row = {}
+    for h in heads:
+        r = coco_map(preds[h], targets, n_classes=model.n_classes, subsets=subsets)
+        for k, v in r.items():
+            metric, _, cond = k.partition("/")
+            key = metric if h == "fused" else f"{metric}/{h}"
+            row[key + (f"/{cond}" if cond else "")] = v
     return row, preds
 
 
@@ -121,7 +119,7 @@ def run_method(method, data, seed: int = 0, config=None, train_config=None, moni
         raise ValueError("monitor is for plain training; this method already has a regulator")
     reg = monitor if reg_spec is None else _regulator(reg_spec, seed)
     model, trainer = fit(RSCMDDetector, train, None, config=cfg, train_config=tc, seed=int(seed), regulator=reg)
-    row, preds = evaluate_detector(model, test, tc.threads)
+    row, preds = evaluate_detector(model, test)
     name = method if isinstance(method, str) else "custom"
     row = {"method": name, **row, "ms_step": 1000 * trainer.train_time_s / max(trainer.step, 1), "epochs": tc.epochs}
     return row, model, trainer, preds
@@ -175,7 +173,7 @@ def unimodal_detectors(data, seeds: Sequence[int], config=None, train_config=Non
         rows = []
         for m in train.modalities:
             model, tr = fit(RSCMDDetector, train.select([m]), None, config=cfg, train_config=tc, seed=int(seed))
-            row, preds = evaluate_detector(model, test.select([m]), tc.threads)
+            row, preds = evaluate_detector(model, test.select([m]))
             preds_all[(m, int(seed))] = preds["fused"]
             rows.append({"modality": m, **row})
         return rows
@@ -219,28 +217,25 @@ def degradation_table(runs: dict, unimodal_preds: dict, test: MultimodalDataset,
     return pd.DataFrame(rows)
 
 
-def suppression_at_end(runs: dict, test: MultimodalDataset, method: str = "fusion", n: int = 128,
-                       threads: int | None = 1) -> pd.DataFrame:
+def suppression_at_end(runs: dict, test: MultimodalDataset, method: str = "fusion", n: int = 128) -> pd.DataFrame:
     """rho_m of each trained ``method`` model (end of training), on held-out scenes: all,
     day only, night only (the first ``n`` test scenes of each). Tidy: method, seed,
     condition, modality, rho, gnorm_fused, gnorm_alone."""
     from ..regulate import suppression_ratios
-    from ..train import cpu_threads
 
     n = check_int("n", n, 2)
     parts = {"all": torch.arange(len(test)), **condition_subsets(test)}
     rows = []
-    with cpu_threads(threads):
-        for (mth, seed), run in runs.items():
-            if mth != method:
-                continue
-            model = run["model"]
-            for cond, idx in parts.items():
-                r = suppression_ratios(model, test[idx[:n]])
-                for m in model.modalities:
-                    rows.append({"method": mth, "seed": seed, "condition": cond, "modality": m,
-                                 "rho": r[f"rho/{m}"], "gnorm_fused": r[f"gnorm_fused/{m}"],
-                                 "gnorm_alone": r[f"gnorm_alone/{m}"]})
+    for (mth, seed), run in runs.items():
+        if mth != method:
+            continue
+        model = run["model"]
+        for cond, idx in parts.items():
+            r = suppression_ratios(model, test[idx[:n]])
+            for m in model.modalities:
+                rows.append({"method": mth, "seed": seed, "condition": cond, "modality": m,
+                             "rho": r[f"rho/{m}"], "gnorm_fused": r[f"gnorm_fused/{m}"],
+                             "gnorm_alone": r[f"gnorm_alone/{m}"]})
     if not rows:
         raise KeyError(f"no runs of {method!r}")
     return pd.DataFrame(rows)
