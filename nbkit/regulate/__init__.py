@@ -52,3 +52,9 @@ def make_regulator(name: str, **kwargs) -> Regulator:
     if cls is None:
         raise KeyError(f"unknown regulator {name!r}; choose one of {list(REGULATORS)}")
     return cls(**kwargs)
+
+# ---- faithful balance baselines (issue 12): helpers of PMR and AGM --------------------
+from .agm import agm_responses  # noqa: E402
+from .pmr import pmr_coefficients  # noqa: E402
+
+__all__ += ["agm_responses", "pmr_coefficients"]
