@@ -453,3 +453,80 @@ def test_balance_protocol_and_signals_figure(data):
     assert "±" in tab["acc"].iloc[0]
     with pytest.raises(ValueError, match="source"):
         B.make_setting("nowhere")
+
+
+def test_reference_protocols_train_the_loss_each_public_code_trains(data):
+    """OGM-GE, AGM, PMR train without auxiliary heads; InfoReg adds the split-head terms;
+    the aux protocol gives every method RedReg's heads."""
+    from nbkit.experiments import nb05_balance as B
+
+    split = data.split((0.6, 0.2, 0.2))
+    tc = dict(B.TRAIN, epochs=1, batch_size=16)
+    rows = {}
+    for m in ["OGM-GE", "InfoReg", "RedReg", "joint (fused CE only)"]:
+        row, tr = B.run_method(m, split, 0, train_config=tc, probe=False)
+        rows[m] = (row, tr)
+    assert rows["OGM-GE"][1].model.config.aux_heads is False and "acc/a" not in rows["OGM-GE"][0]
+    assert rows["RedReg"][1].model.config.aux_heads is True and "acc/a" in rows["RedReg"][0]
+    assert "loss/split_uni" in set(rows["InfoReg"][1].history.metrics("train"))
+    assert rows["joint (fused CE only)"][1].model.config.aux_heads is False
+    assert {"split/a", "split/v"} <= set(rows["OGM-GE"][0]) and rows["OGM-GE"][0]["protocol"] == "reference"
+    row, tr = B.run_method("InfoReg", split, 0, train_config=tc, probe=False, protocol="aux")
+    assert tr.model.config.aux_heads is True and "loss/split_uni" not in set(tr.history.metrics("train"))
+    assert B.protocol_of("OGM-GE", None) == {"model": {}, "regulator": {}}
+    with pytest.raises(ValueError, match="protocol"):
+        B.protocol_of("OGM-GE", "mine")
+    # split accuracy by hand: the fused head's block of each modality, bias / M
+    model = rows["OGM-GE"][1].model
+    test = split[2]
+    acc = B.split_accuracy(model, test)
+    with torch.no_grad():
+        model.eval()
+        out = model(test[:len(test)])
+        W, b = model.head.weight, model.head.bias
+        d = out.features["a"].shape[1]
+        la = out.features["a"] @ W[:, :d].t() + b / 2
+    assert acc["split/a"] == pytest.approx(float((la.argmax(1) == test.y).float().mean()))
+    # a table per protocol, and claims refuse mixed protocols
+    both = pd.concat([pd.DataFrame([rows["OGM-GE"][0] | {"seed": 0}]), pd.DataFrame([row | {"seed": 0}])])
+    tab = B.protocol_table(both)
+    assert list(tab.columns) == ["aux", "reference"] and set(tab.index) == {"OGM-GE", "InfoReg"}
+    with pytest.raises(ValueError, match="protocols"):
+        B.claim_rows(both, "a", dataset="x", record=False)
+
+
+def test_notebook_05_helpers_and_figures(data):
+    from nbkit.experiments import nb05_balance as B
+    from nbkit.viz import bar_figure, curve_figure, signals_figure
+
+    assert B.roles("v", ["a", "v"]) == {"a": "a (fast-fitting)", "v": "v (slow-fitting)"}
+    with pytest.raises(KeyError, match="weak modality"):
+        B.roles("x", ["a", "v"])
+    cc = B.coefficient_curves([1.0, 1.05, 2.0])
+    pub = cc[cc.rule.str.startswith("PMR public")].set_index("ratio").value
+    clip = cc[cc.rule.str.startswith("PMR clipped")].set_index("ratio").value
+    ogm = cc[cc.rule.str.startswith("OGM-GE")].set_index("ratio").value
+    assert pub[1.05] == pytest.approx(0.6) and clip[1.05] == pytest.approx(0.03) and pub[1.0] == 0.0
+    assert ogm[2.0] == pytest.approx(1 - math.tanh(0.8 * 2.0))
+    with pytest.raises(ValueError, match="ratios"):
+        B.coefficient_curves([0.0, 1.0])
+    split = data.split((0.6, 0.2, 0.2))
+    res, hists = B.compare(["joint", "RedReg"], split, seeds=[0, 1], progress=False, probe=False,
+                           train_config=dict(B.TRAIN, epochs=2, batch_size=16))
+    conf = B.training_confidence(hists, "joint", B.roles("v", ["a", "v"]))
+    assert set(conf.modality) == {"a (fast-fitting)", "v (slow-fitting)"} and set(conf.seed) == {0, 1}
+    assert conf.confidence.between(0, 1).all()
+    f = hists[("joint", 0)].frame
+    first = f[(f.metric == "reg/conf/a") & (f.epoch == 0)].value.mean()
+    assert conf[(conf.seed == 0) & (conf.epoch == 0) & (conf.modality == "a (fast-fitting)")].confidence.iloc[0] == \
+        pytest.approx(first)
+    assert len(curve_figure(conf, x="epoch", y="confidence", color="modality").data) >= 2
+    w = B.monitor_frame(hists[("RedReg", 0)])
+    fig = signals_figure(w, {"c": ["conf/a", "conf/v"], "r": ["r/a"]}, labels={"conf/a": "c_a"}, legends="per_panel")
+    assert [t.name for t in fig.data] == ["c_a", "conf/v", "r/a"]
+    assert [t.legend for t in fig.data] == ["legend", "legend", "legend2"]
+    assert fig.layout.legend2.y is not None and fig.layout.legend2.y < fig.layout.legend.y
+    with pytest.raises(ValueError, match="legends"):
+        signals_figure(w, {"c": ["conf/a"]}, legends="everywhere")
+    bf = bar_figure(res, x="method", y="acc", hlines={"a alone": 0.5})
+    assert any(getattr(s, "y0", None) == 0.5 for s in bf.layout.shapes)
