@@ -530,3 +530,28 @@ def test_notebook_05_helpers_and_figures(data):
         signals_figure(w, {"c": ["conf/a"]}, legends="everywhere")
     bf = bar_figure(res, x="method", y="acc", hlines={"a alone": 0.5})
     assert any(getattr(s, "y0", None) == 0.5 for s in bf.layout.shapes)
+
+
+def test_key_lesson_protocol_gain_and_summary_are_computed_from_the_frames():
+    from nbkit.experiments import nb05_balance as B
+
+    res = pd.DataFrame({"method": ["joint", "joint", "X", "X"], "seed": [0, 1, 0, 1], "acc": [0.7, 0.8, 0.9, 0.95],
+                        "protocol": "reference"})
+    alone = pd.DataFrame({"modality": ["a", "a", "v", "v"], "seed": [0, 1, 0, 1], "acc_alone": [0.5, 0.5, 0.9, 0.9]})
+    text = B.key_lesson(res, alone)
+    assert text.startswith("Only X reaches v trained alone (0.900)") and "+0.025" in text
+    text = B.key_lesson(res[res.method == "joint"], alone)
+    assert text.startswith("No method's fused accuracy reaches v trained alone (0.900)") and "-0.150" in text
+    aux = res.assign(protocol="aux", acc=res.acc + np.array([0.1, -0.02, 0.0, 0.04]))
+    gain = B.protocol_gain(pd.concat([res, aux]))
+    assert gain.loc["joint", "mean"] == pytest.approx(0.04) and gain.loc["joint", "min"] == pytest.approx(-0.02)
+    assert gain.loc["X", "max"] == pytest.approx(0.04)
+    with pytest.raises(ValueError, match="aux"):
+        B.protocol_gain(res)
+    claims = pd.DataFrame({"verdict": ["supported", "inconclusive", "inconclusive"]})
+    md = B.summary_markdown(res, alone, claims, {}, gain=gain, setting="tiny", steps=14)
+    assert "1 supported, 0 not supported, 2 inconclusive of 3" in md and "tiny" in md
+    assert "by -0.020 to +0.040" not in md and "by +0.020 to +0.040" in md      # means per method: 0.04, 0.02
+    assert "first 10 steps" in md
+    with pytest.raises(ValueError, match="rows"):
+        B.key_lesson(res.iloc[:0], alone)

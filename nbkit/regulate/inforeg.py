@@ -38,8 +38,9 @@ class InfoReg(_EncoderRegulator):
     or a {modality: scale} dict; ``trace_of="dominant"`` (the window of the modality that
     dominates this step); any number of modalities with those two. ``source="heads"`` with
     ``split_losses=False`` is nbkit's earlier auxiliary-head variant. The reference selects
-    Conv2d/Linear weights for the trace; ours: every encoder tensor with ndim >= 2. With its
-    10 zero-padded epochs the window cannot close within the first ~10 epochs.
+    Conv2d/Linear weights for the trace; ours: every encoder tensor with ndim >= 2. During the
+    first ``window`` epochs the zero padding makes k the newest trace's share of all traces so
+    far, so the window closes early only once that encoder's gradient has collapsed.
     """
 
     name = "inforeg"
