@@ -263,8 +263,9 @@ class _AGMReference:
         m.train()
         m_a = 0.5 * (total - pad_audio + pad_visual)
         m_v = 0.5 * (total - pad_visual + pad_audio)
-        sa = float(sum(-torch.log(F.softmax(m_a, 1)[i, b.y[i]].clamp_min(1e-8)) for i in range(len(b.y))) / len(b.y))
-        sv = float(sum(-torch.log(F.softmax(m_v, 1)[i, b.y[i]].clamp_min(1e-8)) for i in range(len(b.y))) / len(b.y))
+        with torch.no_grad():
+            sa = float(sum(-torch.log(F.softmax(m_a, 1)[i, b.y[i]].clamp_min(1e-8)) for i in range(len(b.y))) / len(b.y))
+            sv = float(sum(-torch.log(F.softmax(m_v, 1)[i, b.y[i]].clamp_min(1e-8)) for i in range(len(b.y))) / len(b.y))
         ca = math.exp(self.alpha * min(math.exp(self.tv - self.ta) - math.exp(sv - sa), 10))
         cv = math.exp(self.alpha * min(math.exp(self.ta - self.tv) - math.exp(sa - sv), 10))
         self.it += 1
