@@ -89,8 +89,10 @@ def heatmap_figure(matrix, x: Sequence | None = None, y: Sequence | None = None,
     return fig
 
 
-def bar_figure(df: pd.DataFrame, x: str, y: str, color: str | None = None, title: str = "", error: str | None = "auto"):
-    """Mean +- std bars over seeds: ``df`` has one row per (x, color, seed)."""
+def bar_figure(df: pd.DataFrame, x: str, y: str, color: str | None = None, title: str = "", error: str | None = "auto",
+               hlines: dict[str, float] | None = None):
+    """Mean +- std bars over seeds: ``df`` has one row per (x, color, seed). ``hlines``:
+    dashed reference lines {label: y} (e.g. a single modality trained alone)."""
     import plotly.express as px
 
     if df.empty:
@@ -101,6 +103,9 @@ def bar_figure(df: pd.DataFrame, x: str, y: str, color: str | None = None, title
     fig = px.bar(agg, x=x, y="mean", color=color, barmode="group", error_y="std" if error else None,
                  template=TEMPLATE, title=title, hover_data=["count"])
     fig.update_layout(yaxis_title=y, height=400)
+    for label, val in (hlines or {}).items():
+        fig.add_hline(y=float(val), line_dash="dash", line_color="gray", annotation_text=str(label),
+                      annotation_position="top left")
     return fig
 
 
@@ -297,11 +302,14 @@ def mask_figure(masks: dict, modalities: Sequence[str], n_show: int = 40, title:
 
 # ------------------------------------------------------------------ modality balance (05)
 def signals_figure(frame: pd.DataFrame, panels: dict[str, Sequence[str]], x: str = "step", smooth: int = 1,
-                   title: str = "", hlines: dict[str, float] | None = None):
+                   title: str = "", hlines: dict[str, float] | None = None, labels: dict[str, str] | None = None,
+                   legends: str = "shared"):
     """Stacked panels of per-step signals from a wide frame (one column per signal), e.g.
     RedReg's monitor: ``panels = {"r_m vs R": ["r/audio", "r/image"], ...}``. ``smooth``
     > 1 draws a centred rolling mean (fractions of steps for 0/1 signals); ``hlines`` puts a
-    dashed reference line into a panel (e.g. the trigger threshold R)."""
+    dashed reference line into a panel (e.g. the trigger threshold R). ``labels`` renames
+    series in the legend ({column: name}); ``legends="per_panel"`` gives every panel its own
+    legend beside it instead of one shared list of every series."""
     from plotly.subplots import make_subplots
 
     if not panels:
@@ -313,6 +321,9 @@ def signals_figure(frame: pd.DataFrame, panels: dict[str, Sequence[str]], x: str
         raise KeyError(f"x={x!r} is not a column of the frame")
     if int(smooth) < 1:
         raise ValueError(f"smooth must be >= 1, got {smooth}")
+    if legends not in ("shared", "per_panel"):
+        raise ValueError(f"legends must be one of ['shared', 'per_panel'], got {legends!r}")
+    labels = dict(labels or {})
     import plotly.express as px
 
     pal = px.colors.qualitative.Plotly
@@ -322,11 +333,18 @@ def signals_figure(frame: pd.DataFrame, panels: dict[str, Sequence[str]], x: str
     for i, (name, cols) in enumerate(panels.items(), start=1):
         for c in cols:
             y = frame[c].rolling(int(smooth), center=True, min_periods=1).mean() if smooth > 1 else frame[c]
-            fig.add_scatter(x=frame[x], y=y, mode="lines", name=c, row=i, col=1, line=dict(color=pal[k % len(pal)]))
+            extra = {"legend": "legend" if i == 1 else f"legend{i}"} if legends == "per_panel" else {}
+            fig.add_scatter(x=frame[x], y=y, mode="lines", name=labels.get(c, c), row=i, col=1,
+                            line=dict(color=pal[k % len(pal)]), **extra)
             k += 1
         if hlines and name in hlines:
             fig.add_hline(y=float(hlines[name]), line_dash="dash", line_color="gray", row=i, col=1)
     fig.update_layout(template=TEMPLATE, title=title, height=200 + 170 * len(panels))
+    if legends == "per_panel":
+        for i in range(1, len(panels) + 1):
+            dom = fig.layout["yaxis" if i == 1 else f"yaxis{i}"].domain
+            fig.update_layout({("legend" if i == 1 else f"legend{i}"): dict(y=dom[1], yanchor="top", x=1.01,
+                                                                             xanchor="left", font=dict(size=10))})
     fig.update_xaxes(title_text=x, row=len(panels), col=1)
     return fig
 

@@ -65,3 +65,9 @@ from .rsc import RSC  # noqa: E402
 
 __all__ += ["RSC", "MD", "RSCMD", "SuppressionMonitor", "partner_absent", "suppression_ratios"]
 REGULATORS.update({"RSC": RSC, "MD": MD, "RSC-MD": RSCMD, "SuppressionMonitor": SuppressionMonitor})
+
+# ---- faithful balance baselines (issue 12): helpers of PMR and AGM --------------------
+from .agm import agm_responses  # noqa: E402
+from .pmr import pmr_coefficients  # noqa: E402
+
+__all__ += ["agm_responses", "pmr_coefficients"]

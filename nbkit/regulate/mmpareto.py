@@ -1,4 +1,7 @@
-"""MMPareto (Wei and Hu, ICML 2024): Pareto integration of multimodal and unimodal gradients."""
+"""MMPareto (Wei and Hu, ICML 2024): Pareto integration of multimodal and unimodal gradients.
+
+Method notes: docs/methods/balance_baselines.md (section MMPareto).
+"""
 from __future__ import annotations
 
 

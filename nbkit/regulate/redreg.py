@@ -1,4 +1,4 @@
-"""RedReg (arXiv 2511.13755): adaptive redundancy regulation (docs/methods/redreg.md)."""
+"""RedReg (arXiv 2511.13755): adaptive redundancy regulation (method notes: docs/methods/redreg.md)."""
 from __future__ import annotations
 
 import math
