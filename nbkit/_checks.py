@@ -14,7 +14,7 @@ from typing import Any, Iterable
 import torch
 
 __all__ = ["check_number", "check_int", "check_probability", "check_nonnegative", "check_weight",
-           "check_choice", "check_finite", "check_batch_size", "check_pair"]
+           "check_choice", "check_subset", "check_finite", "check_batch_size", "check_pair"]
 
 
 def _describe(lo, hi, lo_open, hi_open, integer, finite=True) -> str:
@@ -91,6 +91,18 @@ def check_choice(name: str, v: Any, choices: Iterable) -> Any:
     if not ok:
         raise ValueError(f"{name} must be one of {list(choices)}, got {v!r}")
     return v
+
+
+def check_subset(name: str, values: Iterable, allowed: Iterable) -> list:
+    """``values`` as a list, each one of ``allowed`` (an error lists the unknown ones)."""
+    allowed = list(allowed)
+    if isinstance(values, (str, bytes)):
+        raise TypeError(f"{name} must be a list of names from {allowed}, got the string {values!r}")
+    values = list(values)
+    unknown = [v for v in values if v not in allowed]
+    if unknown:
+        raise ValueError(f"unknown {name} {unknown}; choose from {allowed}")
+    return values
 
 
 def check_pair(name: str, v: Any, lo: float | None = None, hi: float | None = None) -> tuple[float, float]:

@@ -116,17 +116,12 @@ def missing_modality_study(train, val, test, seeds: Sequence[int] = (0, 1, 2), c
     `nbkit.regulate.ModalityDropout` at that probability (our addition)."""
     from tqdm.auto import tqdm
 
-    from .._checks import check_probability
+    from .._checks import check_probability, check_subset
     from ..models.dsrsd import DSRSD
     from ..regulate import ModalityDropout
     from . import as_config, as_train_config, check_seeds, fit
 
-    unknown = [v for v in variants if v not in ABLATIONS]
-    if unknown:
-        raise ValueError(f"unknown variants {unknown}; choose from {list(ABLATIONS)}")
-    unknown = [b for b in baselines if b not in BASELINES]
-    if unknown:
-        raise ValueError(f"unknown baselines {unknown}; choose from {list(BASELINES)}")
+    variants, baselines = check_subset("variants", variants, ABLATIONS), check_subset("baselines", baselines, BASELINES)
     seeds = check_seeds(seeds)
     train_missing_p = check_probability("train_missing_p", train_missing_p)
     full = as_config(DSRSD, config)

@@ -170,14 +170,10 @@ def retrieval_study(train: MultimodalDataset, test: MultimodalDataset, seeds: Se
     from tqdm.auto import tqdm
 
     from ..models.cdds import CDDS, InfoNCERetrieval
+    from .._checks import check_subset
     from . import as_config, as_train_config, check_seeds, fit
 
-    unknown = [v for v in variants if v not in VARIANTS]
-    if unknown:
-        raise ValueError(f"unknown variants {unknown}; choose from {list(VARIANTS)}")
-    unknown = [b for b in baselines if b not in BASELINES]
-    if unknown:
-        raise ValueError(f"unknown baselines {unknown}; choose from {list(BASELINES)}")
+    variants, baselines = check_subset("variants", variants, VARIANTS), check_subset("baselines", baselines, BASELINES)
     if not isinstance(labels, bool):
         raise TypeError(f"labels must be True or False, got {labels!r}")
     seeds = check_seeds(seeds)

@@ -95,6 +95,22 @@ class _temp_eval:
             m.train(p)
 
 
+def encoder_params(reg, model, wanted=None, minimum: int = 1) -> tuple[tuple, dict]:
+    """The modalities a regulator acts on (``wanted``, default all of ``model.encoders``) and
+    each one's trainable encoder parameters; errors name the regulator and the model's encoders."""
+    name = type(reg).__name__
+    if not hasattr(model, "encoders"):
+        raise TypeError(f"{name} needs a model with named encoders (model.encoders)")
+    names = tuple(model.encoders.keys())
+    mods = names if wanted is None else tuple(wanted)
+    unknown = [m for m in mods if m not in names]
+    if unknown:
+        raise KeyError(f"unknown modality {unknown[0]!r} for {name}; the model's encoders are {list(names)}")
+    if len(mods) < minimum:
+        raise ValueError(f"{name} balances >= {minimum} modalities, got {list(mods)}")
+    return mods, {m: [p for p in model.encoders[m].parameters() if p.requires_grad] for m in mods}
+
+
 class _EncoderRegulator(Regulator):
     """Helpers every balance method shares: the encoders' parameters, per-modality logits
     (auxiliary heads, or the fused linear head split into per-modality blocks), gradient
@@ -114,19 +130,8 @@ class _EncoderRegulator(Regulator):
 
     # -- wiring --------------------------------------------------------------------
     def attach(self, model, trainer) -> None:
-        if not hasattr(model, "encoders"):
-            raise TypeError(f"{type(self).__name__} needs a model with named encoders (model.encoders)")
         super().attach(model, trainer)
-        names = tuple(model.encoders.keys())
-        mods = names if self._modalities is None else self._modalities
-        unknown = [m for m in mods if m not in names]
-        if unknown:
-            raise KeyError(f"unknown modality {unknown[0]!r} for {type(self).__name__}; "
-                           f"the model's encoders are {list(names)}")
-        if len(mods) < 2:
-            raise ValueError(f"{type(self).__name__} balances >= 2 modalities, got {list(mods)}")
-        self.modalities = tuple(mods)
-        self.params = {m: [p for p in model.encoders[m].parameters() if p.requires_grad] for m in self.modalities}
+        self.modalities, self.params = encoder_params(self, model, self._modalities, minimum=2)
         dev = next(model.parameters()).device
         self.gen = torch.Generator(device=dev).manual_seed(self.seed + 1009 * getattr(getattr(trainer, "config", None), "seed", 0))
 

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._checks import check_weight
-from .base import Regulator
+from .base import Regulator, encoder_params
 
 __all__ = ["RSC"]
 
@@ -43,17 +43,8 @@ class RSC(Regulator):
             self.weights = {"rsc": self.lambda_aux}
 
     def attach(self, model, trainer) -> None:
-        if not hasattr(model, "encoders"):
-            raise TypeError(f"{type(self).__name__} needs a model with named encoders (model.encoders)")
         super().attach(model, trainer)
-        names = tuple(model.encoders.keys())
-        mods = names if self._modalities is None else self._modalities
-        unknown = [m for m in mods if m not in names]
-        if unknown:
-            raise KeyError(f"unknown modality {unknown[0]!r} for {type(self).__name__}; "
-                           f"the model's encoders are {list(names)}")
-        self.modalities = tuple(mods)
-        self.params = {m: [p for p in model.encoders[m].parameters() if p.requires_grad] for m in self.modalities}
+        self.modalities, self.params = encoder_params(self, model, self._modalities)
         self.heads = None
 
     # -- the auxiliary heads ------------------------------------------------------------
