@@ -34,7 +34,8 @@ class _HandleBar:
         from IPython.display import display
 
         self.total, self.desc, self.every_s = int(total), str(desc), float(every_s)
-        self.n, self.t0, self.last, self.closed = 0, time.perf_counter(), 0.0, False
+        self.n, self.t0, self.closed = 0, time.perf_counter(), False
+        self.last = self.t0                   # the first redraw comes every_s after the first draw
         self.handle = display(self._bundle(), raw=True, display_id=True)
 
     def _text(self, final: bool = False) -> str:
