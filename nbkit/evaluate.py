@@ -757,3 +757,44 @@ def fusion_degradation(unimodal_preds, fused_preds, targets, iou: float = 0.5, s
     f = np.concatenate(found_objects(fused_preds, targets, iou, score) or [np.zeros(0, bool)])
     return {"objects": int(len(u)), "found_unimodal": int(u.sum()), "found_fused": int(f.sum()),
             "degraded": int((u & ~f).sum()), "rescued": int((f & ~u).sum())}
+
+# ===================================================================================
+# Notebooks 00-03, teaching (issue 13): how well a 2-D map groups a label. Appended block.
+__all__ += ["neighbour_agreement"]
+
+
+def neighbour_agreement(xy, labels, k: int = 10, categorical: bool | None = None) -> dict[str, float]:
+    """How strongly the ``k`` nearest neighbours of each point of a 2-D map (or any [N, d]
+    embedding) agree with its label, so a notebook can say in numbers what a scatter shows.
+
+    categorical labels: ``score`` = mean fraction of a point's k neighbours with its label
+    (neighbourhood purity); ``chance`` = sum_c f_c^2, the purity of a map that ignores the
+    label (f_c: class frequencies). Continuous labels: ``score`` = Pearson r between a
+    point's value and the mean value of its k neighbours; ``chance`` = 0.
+    Returns {"score", "chance", "k", "kind"} ("purity" or "correlation")."""
+    from sklearn.neighbors import NearestNeighbors
+
+    from ._checks import check_int
+
+    z = _np(xy).astype(np.float64)
+    lab = _np(labels)
+    if z.ndim != 2 or len(z) != len(lab) or lab.ndim != 1:
+        raise ValueError(f"xy must be [N, d] and labels [N]; got {z.shape} and {lab.shape}")
+    k = check_int("k", k, 1)
+    if len(z) <= k:
+        raise ValueError(f"k must be smaller than the number of points ({len(z)}), got {k}")
+    if categorical is None:
+        categorical = not np.issubdtype(lab.dtype, np.floating)
+    if not np.isfinite(z).all():
+        raise ValueError("xy must be finite (no NaN/inf)")
+    idx = NearestNeighbors(n_neighbors=k + 1).fit(z).kneighbors(z, return_distance=False)[:, 1:]
+    if categorical:
+        lab = np.asarray(lab).astype(str)
+        score = float((lab[idx] == lab[:, None]).mean())
+        _, counts = np.unique(lab, return_counts=True)
+        return {"score": score, "chance": float(((counts / counts.sum()) ** 2).sum()), "k": k, "kind": "purity"}
+    v = lab.astype(np.float64)
+    if not np.isfinite(v).all() or v.std() == 0:
+        raise ValueError("continuous labels must be finite and not constant")
+    r = float(np.corrcoef(v, v[idx].mean(1))[0, 1])
+    return {"score": r, "chance": 0.0, "k": k, "kind": "correlation"}

@@ -21,8 +21,10 @@ def _go():
 
 
 def history_figure(history, metrics: Sequence[str] = ("loss",), split: str | Sequence[str] = ("train", "val"),
-                   by: str = "epoch", title: str = "Training curves"):
-    """Lines of each metric over epochs (or steps) for each split; one colour per metric."""
+                   by: str = "epoch", title: str = "Training curves", log_y: bool = False, yaxis_title: str = "value"):
+    """Lines of each metric over epochs (or steps) for each split; one colour per metric.
+    ``log_y`` draws the y-axis on a log scale (terms of very different sizes, e.g. a task
+    loss near 1 and a decorrelation term near 0.01, stay readable)."""
     go = _go()
     frame = history.frame if hasattr(history, "frame") else history
     splits = [split] if isinstance(split, str) else list(split)
@@ -37,7 +39,10 @@ def history_figure(history, metrics: Sequence[str] = ("loss",), split: str | Seq
                             line=dict(dash="solid" if sp == "train" else "dash"))
     if not fig.data:
         raise ValueError(f"none of metrics {list(metrics)} logged for splits {splits}")
-    fig.update_layout(template=TEMPLATE, title=title, xaxis_title=by, height=380)
+    fig.update_layout(template=TEMPLATE, title=title, xaxis_title=by, yaxis_title=yaxis_title + (" (log scale)" if log_y else ""),
+                      height=380)
+    if log_y:
+        fig.update_yaxes(type="log")
     return fig
 
 
@@ -62,7 +67,10 @@ def embedding_figure(xy, color, title: str = "", color_name: str = "label", hove
                      color_continuous_scale="Viridis",
                      category_orders={color_name: sorted(df[color_name].unique(), key=_natural)} if categorical else None)
     fig.update_traces(marker=dict(size=4, opacity=0.75))
-    fig.update_layout(height=420, xaxis_title="", yaxis_title="")
+    # one unit on x is one unit on y: a 2-D map is not stretched into a strip by a wide cell
+    fig.update_yaxes(scaleanchor="x", scaleratio=1, constrain="domain")
+    fig.update_xaxes(constrain="domain")
+    fig.update_layout(height=460, width=560, xaxis_title="", yaxis_title="")
     return fig
 
 
@@ -109,8 +117,10 @@ def bar_figure(df: pd.DataFrame, x: str, y: str, color: str | None = None, title
     return fig
 
 
-def curve_figure(df: pd.DataFrame, x: str, y: str, color: str, title: str = "", band: bool = True):
-    """Mean curve per ``color`` group over ``x`` with a +-std band across seeds."""
+def curve_figure(df: pd.DataFrame, x: str, y: str, color: str, title: str = "", band: bool = True,
+                 log_y: bool = False):
+    """Mean curve per ``color`` group over ``x`` with a +-std band across seeds (``log_y``:
+    log-scaled y-axis)."""
     go = _go()
     if df.empty:
         raise ValueError("curve_figure got an empty frame")
@@ -122,11 +132,17 @@ def curve_figure(df: pd.DataFrame, x: str, y: str, color: str, title: str = "", 
         a = g.groupby(x)[y].agg(["mean", "std"]).reset_index().fillna(0.0)
         col = palette[i % len(palette)]
         if band and (a["std"] > 0).any():
-            fig.add_scatter(x=list(a[x]) + list(a[x][::-1]), y=list(a["mean"] + a["std"]) + list((a["mean"] - a["std"])[::-1]),
+            lo = a["mean"] - a["std"]
+            if log_y:                                  # a log axis cannot show a band below 0
+                lo = np.maximum(lo, a["mean"] / 2)
+            fig.add_scatter(x=list(a[x]) + list(a[x][::-1]), y=list(a["mean"] + a["std"]) + list(lo[::-1]),
                             fill="toself", line=dict(width=0), fillcolor=col, opacity=0.15, showlegend=False,
                             hoverinfo="skip")
         fig.add_scatter(x=a[x], y=a["mean"], mode="lines+markers", name=str(name), line=dict(color=col))
-    fig.update_layout(template=TEMPLATE, title=title, xaxis_title=x, yaxis_title=y, height=400)
+    fig.update_layout(template=TEMPLATE, title=title, xaxis_title=x, yaxis_title=y + (" (log scale)" if log_y else ""),
+                      height=400)
+    if log_y:
+        fig.update_yaxes(type="log")
     return fig
 
 
@@ -143,10 +159,27 @@ def summary_table(df: pd.DataFrame, by: Sequence[str] | str, values: Sequence[st
 
 
 # ------------------------------------------------ DSRSD-Net figures (notebooks 02 and 03)
+def _wrap(text: str, width: int) -> str:
+    """Break ``text`` into lines of at most ``width`` characters (at spaces) joined by <br>,
+    so a panel title never runs into its neighbour or off the figure."""
+    words, lines, cur = str(text).split(" "), [], ""
+    for w in words:
+        if cur and len(cur) + 1 + len(w) > width:
+            lines.append(cur)
+            cur = w
+        else:
+            cur = f"{cur} {w}" if cur else w
+    lines.append(cur)
+    return "<br>".join(lines)
+
+
 def heatmap_grid_figure(matrices: dict, cols: int = 3, title: str = "", zmin: float = -1.0, zmax: float = 1.0,
-                        colorscale: str = "RdBu_r", height_per_row: int = 300):
+                        colorscale: str = "RdBu_r", height_per_row: int = 300, max_width: int = 960):
     """Small multiples of equally-scaled heatmaps (e.g. shared-space correlation matrices
-    before/after training or across lambda settings), one panel per ``{title: matrix}``."""
+    before/after training or across lambda settings), one square panel per ``{title: matrix}``
+    and ONE colour bar for all (they share ``zmin``/``zmax``). Panels shrink so that the
+    figure is at most ``max_width`` pixels wide (no panel is cut off in a notebook), and
+    long panel titles are wrapped to the panel's width."""
     from plotly.subplots import make_subplots
 
     go = _go()
@@ -155,28 +188,45 @@ def heatmap_grid_figure(matrices: dict, cols: int = 3, title: str = "", zmin: fl
     names = list(matrices)
     cols = max(1, min(int(cols), len(names)))
     rows = -(-len(names) // cols)
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[str(n) for n in names],
-                        horizontal_spacing=0.04, vertical_spacing=0.08)
+    panel = int(min(height_per_row, (max_width - 140) / cols))
+    chars = max(12, panel // 8)
+    n_lines = max(_wrap(n, chars).count("<br>") + 1 for n in names)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[_wrap(n, chars) for n in names],
+                        horizontal_spacing=0.03, vertical_spacing=min(0.3, (22 * n_lines + 20) / (panel * rows + 1)))
     for k, n in enumerate(names):
         m = np.asarray(matrices[n], dtype=float)
         if m.ndim != 2:
             raise ValueError(f"matrix {n!r} must be 2-D, got shape {m.shape}")
         fig.add_trace(go.Heatmap(z=m, zmin=zmin, zmax=zmax, zmid=0.0 if zmin < 0 < zmax else None,
-                                 colorscale=colorscale, showscale=k == 0, coloraxis=None),
+                                 colorscale=colorscale, showscale=k == 0, coloraxis=None,
+                                 colorbar=dict(len=min(1.0, 1.0 / rows + 0.1), thickness=14)),
                       row=k // cols + 1, col=k % cols + 1)
         fig.update_yaxes(scaleanchor=f"x{k + 1 if k else ''}", constrain="domain", row=k // cols + 1, col=k % cols + 1)
         fig.update_xaxes(constrain="domain", row=k // cols + 1, col=k % cols + 1)
     fig.update_yaxes(autorange="reversed", showticklabels=False)
     fig.update_xaxes(showticklabels=False)
-    fig.update_layout(template=TEMPLATE, title=title, height=height_per_row * rows + 80,
-                      width=max(360, height_per_row * cols + 120))
+    fig.update_annotations(font_size=12)
+    top = 60 + 16 * n_lines
+    fig.update_layout(template=TEMPLATE, title=title, height=panel * rows + top + 30 * rows,
+                      width=min(max_width, max(360, panel * cols + 140)), margin=dict(t=top, l=20, r=20, b=20))
     return fig
 
 
+# plain-words titles of the diagnostics (notebooks 02/03); any other metric keeps its name
+METRIC_LABELS = {"auc": "test AUC", "acc": "test accuracy", "offdiag": "off-diagonal mass (L_dec)",
+                 "orth": "L_orth (shared vs private)", "disentanglement": "disentanglement (R² gap)",
+                 "r2_shared": "R² shared stream -> shared factors",
+                 "r2_shared_to_private": "R² shared stream -> private factors",
+                 "r2_private": "R² private stream -> private factors"}
+
+
 def lambda_grid_figure(df: pd.DataFrame, metrics: Sequence[str] = ("auc", "disentanglement"),
-                       x: str = "lambda_orth", y: str = "lambda_dec", title: str = "", text_fmt: str = ".3f"):
-    """Side-by-side heatmaps of metrics over a (lambda_dec x lambda_orth) grid, averaged over
-    seeds; each panel has its own colour scale with the value written in every cell."""
+                       x: str = "lambda_orth", y: str = "lambda_dec", title: str = "", text_fmt: str = ".3f",
+                       cols: int = 2, labels: dict | None = None):
+    """Heatmaps of metrics over a (lambda_dec x lambda_orth) grid, averaged over seeds, in
+    ``cols`` columns; every panel has its OWN colour scale, so each carries its own colour
+    bar next to it, and the value is written in every cell. Panel titles: ``labels``
+    (default `METRIC_LABELS`)."""
     from plotly.subplots import make_subplots
 
     go = _go()
@@ -184,16 +234,27 @@ def lambda_grid_figure(df: pd.DataFrame, metrics: Sequence[str] = ("auc", "disen
     if df.empty or missing:
         raise ValueError(f"lambda_grid_figure needs a non-empty frame with columns {[x, y, *metrics]}; "
                          f"missing {missing}")
-    fig = make_subplots(rows=1, cols=len(metrics), subplot_titles=list(metrics), horizontal_spacing=0.12)
+    names = {**METRIC_LABELS, **(labels or {})}
+    metrics = list(metrics)
+    cols = max(1, min(int(cols), len(metrics)))
+    rows = -(-len(metrics) // cols)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[names.get(m, m) for m in metrics],
+                        horizontal_spacing=0.2, vertical_spacing=0.18 if rows > 1 else 0.1)
     for k, met in enumerate(metrics):
+        r, c = k // cols + 1, k % cols + 1
         piv = df.groupby([y, x])[met].mean().unstack(x).sort_index().sort_index(axis=1)
         xs, ys = [f"{v:g}" for v in piv.columns], [f"{v:g}" for v in piv.index]
         z = piv.values
-        fig.add_trace(go.Heatmap(z=z, x=xs, y=ys, colorscale="Viridis", text=[[format(v, text_fmt) for v in r] for r in z],
-                                 texttemplate="%{text}", showscale=False), row=1, col=k + 1)
-        fig.update_xaxes(title_text=x, type="category", row=1, col=k + 1)
-        fig.update_yaxes(title_text=y if k == 0 else None, type="category", row=1, col=k + 1)
-    fig.update_layout(template=TEMPLATE, title=title, height=420)
+        xa = fig.get_subplot(r, c).xaxis.domain
+        ya = fig.get_subplot(r, c).yaxis.domain
+        fig.add_trace(go.Heatmap(z=z, x=xs, y=ys, colorscale="Viridis", text=[[format(v, text_fmt) for v in rr] for rr in z],
+                                 texttemplate="%{text}", showscale=True,
+                                 colorbar=dict(x=xa[1] + 0.01, xanchor="left", y=(ya[0] + ya[1]) / 2, yanchor="middle",
+                                               len=(ya[1] - ya[0]) * 1.05, thickness=12)),
+                      row=r, col=c)
+        fig.update_xaxes(title_text=x, type="category", row=r, col=c)
+        fig.update_yaxes(title_text=y, type="category", row=r, col=c)
+    fig.update_layout(template=TEMPLATE, title=title, height=60 + 360 * rows, width=min(960, 80 + 440 * cols))
     return fig
 
 
@@ -635,4 +696,170 @@ def sweep_figure(frame: pd.DataFrame, names: Sequence[str], metric: str, title: 
     fig.update_xaxes(title_text=x, type="category", row=1, col=1)
     fig.update_yaxes(title_text=metric, row=1, col=1)
     fig.update_layout(template=TEMPLATE, title=title, height=460)
+    return fig
+
+
+# ===================================================================================
+# Notebooks 00-03, teaching (issue 13): side-by-side maps, a diagram, 3-D toy batches.
+__all__ += ["METRIC_LABELS", "embedding_grid_figure", "diagram_figure", "scatter3d_grid_figure"]
+
+
+def embedding_grid_figure(panels: dict, cols: int = 2, title: str = "", panel_px: int = 340,
+                          max_width: int = 980):
+    """2-D maps side by side: ``panels = {panel title: (xy [N, 2], color [N], color name)}``
+    (the name is optional, default "label"). Each panel is square (one unit on x is one
+    unit on y). Categorical colours share one legend across panels ("name=value", the same
+    colour for the same value everywhere); a continuous colour gets a colour bar next to
+    its own panel. Panels shrink so the figure is at most ``max_width`` pixels wide."""
+    from plotly.subplots import make_subplots
+    import plotly.express as px
+
+    go = _go()
+    if not panels:
+        raise ValueError("embedding_grid_figure needs at least one {title: (xy, color[, name])}")
+    items = []
+    for name, spec in panels.items():
+        if not isinstance(spec, (tuple, list)) or len(spec) not in (2, 3):
+            raise ValueError(f"panel {name!r} must be (xy, color) or (xy, color, color name), got {type(spec).__name__}")
+        xy, color = np.asarray(spec[0], dtype=float), np.asarray(spec[1])
+        cname = str(spec[2]) if len(spec) == 3 else "label"
+        if xy.ndim != 2 or xy.shape[1] != 2 or len(xy) != len(color):
+            raise ValueError(f"panel {name!r}: xy must be [N, 2] and color [N]; got {xy.shape} and {color.shape}")
+        items.append((str(name), xy, color, cname, not np.issubdtype(color.dtype, np.floating)))
+    cols = max(1, min(int(cols), len(items)))
+    rows = -(-len(items) // cols)
+    px_ = int(min(panel_px, (max_width - 200) / cols))
+    chars = max(14, px_ // 7)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[_wrap(n, chars) for n, *_ in items],
+                        horizontal_spacing=0.08, vertical_spacing=0.12 if rows > 1 else 0.05)
+    palettes = [px.colors.qualitative.Plotly + px.colors.qualitative.Dark24, px.colors.qualitative.Dark2,
+                px.colors.qualitative.Set1]
+    cats = {}                                          # colour name -> ordered categories
+    for _, _, color, cname, is_cat in items:
+        if is_cat:
+            seen = cats.setdefault(cname, [])
+            for v in sorted({str(c) for c in color}, key=_natural):
+                if v not in seen:
+                    seen.append(v)
+    shown = set()
+    for k, (name, xy, color, cname, is_cat) in enumerate(items):
+        r, c = k // cols + 1, k % cols + 1
+        if is_cat:
+            col_s = color.astype(str)
+            pal = palettes[list(cats).index(cname) % len(palettes)]   # another colour name, other colours
+            for v in cats[cname]:
+                sel = col_s == v
+                if not sel.any():
+                    continue
+                key = (cname, v)
+                fig.add_trace(go.Scatter(x=xy[sel, 0], y=xy[sel, 1], mode="markers", name=f"{cname}={v}",
+                                         legendgroup=f"{cname}={v}", showlegend=key not in shown,
+                                         marker=dict(size=4, opacity=0.75, color=pal[cats[cname].index(v) % len(pal)])),
+                              row=r, col=c)
+                shown.add(key)
+        else:
+            xa = fig.get_subplot(r, c).xaxis.domain
+            ya = fig.get_subplot(r, c).yaxis.domain
+            fig.add_trace(go.Scatter(x=xy[:, 0], y=xy[:, 1], mode="markers", name=cname, showlegend=False,
+                                     marker=dict(size=4, opacity=0.8, color=color.astype(float), colorscale="Viridis",
+                                                 colorbar=dict(title=dict(text=cname, side="right"), x=xa[1] + 0.005,
+                                                               xanchor="left", y=(ya[0] + ya[1]) / 2,
+                                                               len=(ya[1] - ya[0]), thickness=10))),
+                          row=r, col=c)
+        anchor = f"x{k + 1 if k else ''}"
+        fig.update_yaxes(scaleanchor=anchor, scaleratio=1, constrain="domain", showticklabels=False, row=r, col=c)
+        fig.update_xaxes(constrain="domain", showticklabels=False, row=r, col=c)
+    fig.update_annotations(font_size=12)
+    n_legend = sum(len(v) for v in cats.values())
+    legend_rows = -(-n_legend // max(1, (cols * px_) // 90)) if n_legend else 0
+    fig.update_layout(template=TEMPLATE, title=title, height=rows * px_ + 110 + 24 * legend_rows,
+                      width=min(max_width, cols * px_ + 200),
+                      legend=dict(itemsizing="constant", orientation="h", y=-0.02, yanchor="top", x=0),
+                      margin=dict(t=90, l=20, r=20, b=20 + 24 * legend_rows))
+    return fig
+
+
+def diagram_figure(nodes: dict, edges: Sequence, title: str = "", width: int = 820, height: int = 320):
+    """A box-and-arrow picture of a mechanism (what flows where), drawn with plotly so it
+    lives in the notebook like every other figure. ``nodes = {name: (x, y)}`` (any units;
+    the label is the name, "<br>" breaks lines); ``edges = [(from, to), (from, to, label),
+    ...]``: an arrow from box to box with an optional label at its middle."""
+    go = _go()
+    if not nodes:
+        raise ValueError("diagram_figure needs at least one node {name: (x, y)}")
+    pos = {}
+    for n, p in nodes.items():
+        p = tuple(float(v) for v in p)
+        if len(p) != 2 or not all(np.isfinite(p)):
+            raise ValueError(f"node {n!r} must have a finite position (x, y), got {nodes[n]!r}")
+        pos[n] = p
+    fig = go.Figure()
+    xs, ys = [p[0] for p in pos.values()], [p[1] for p in pos.values()]
+    span_x, span_y = (max(xs) - min(xs)) or 1.0, (max(ys) - min(ys)) or 1.0
+    x_range = [min(xs) - 0.12 * span_x, max(xs) + 0.12 * span_x]
+    y_range = [min(ys) - 0.25 * span_y, max(ys) + 0.25 * span_y]
+    top = 50 if title else 10
+    px_x = (width - 20) / (x_range[1] - x_range[0])           # pixels per unit, for the arrows' standoff
+    px_y = (height - top - 10) / (y_range[1] - y_range[0])
+
+    def half_box(name):                                       # half width / height of a label's box (px)
+        lines = str(name).split("<br>")
+        return 3.6 * max(len(t) for t in lines) + 9, 8.5 * len(lines) + 9
+
+    def standoff(name, dx, dy):                               # from the box centre to its border
+        hw, hh = half_box(name)
+        norm = (dx * dx + dy * dy) ** 0.5 or 1.0
+        ux, uy = abs(dx) / norm, abs(dy) / norm
+        return min(hw / ux if ux else 1e9, hh / uy if uy else 1e9) + 3
+
+    for e in edges:
+        if len(e) not in (2, 3) or e[0] not in pos or e[1] not in pos:
+            raise ValueError(f"edge {e!r} must be (from, to[, label]) between known nodes {list(pos)}")
+        (x0, y0), (x1, y1) = pos[e[0]], pos[e[1]]
+        dx, dy = (x1 - x0) * px_x, (y1 - y0) * px_y
+        fig.add_annotation(x=x1, y=y1, ax=x0, ay=y0, xref="x", yref="y", axref="x", ayref="y", text="",
+                           showarrow=True, arrowhead=2, arrowsize=1.2, arrowwidth=1.5, arrowcolor="#555",
+                           standoff=standoff(e[1], dx, dy), startstandoff=standoff(e[0], dx, dy))
+        if len(e) == 3 and e[2]:
+            fig.add_annotation(x=(x0 + x1) / 2, y=(y0 + y1) / 2, text=str(e[2]), showarrow=False,
+                               font=dict(size=11, color="#a33"), bgcolor="rgba(255,255,255,0.85)")
+    for n, (x, y) in pos.items():
+        fig.add_annotation(x=x, y=y, text=str(n), showarrow=False, font=dict(size=12), bgcolor="#eef3fb",
+                           bordercolor="#4c72b0", borderwidth=1.5, borderpad=6)
+    fig.update_xaxes(visible=False, range=x_range)
+    fig.update_yaxes(visible=False, range=y_range)
+    fig.update_layout(template=TEMPLATE, title=title, width=width, height=height, showlegend=False,
+                      margin=dict(t=top, l=10, r=10, b=10))
+    return fig
+
+
+def scatter3d_grid_figure(clouds: dict, color=None, title: str = "", cols: int | None = None,
+                          panel_px: int = 380, axis_names: Sequence[str] = ("dim 0", "dim 1", "dim 2")):
+    """3-D point clouds side by side (``clouds = {panel title: [N, 3]}``), e.g. a toy batch
+    before and after decorrelation; ``color``: one value per point (the same for every
+    panel) or None."""
+    from plotly.subplots import make_subplots
+
+    go = _go()
+    if not clouds:
+        raise ValueError("scatter3d_grid_figure needs at least one {title: [N, 3] points}")
+    names = list(clouds)
+    cols = len(names) if cols is None else max(1, min(int(cols), len(names)))
+    rows = -(-len(names) // cols)
+    fig = make_subplots(rows=rows, cols=cols, specs=[[{"type": "scene"}] * cols] * rows,
+                        subplot_titles=[str(n) for n in names], horizontal_spacing=0.02)
+    for k, n in enumerate(names):
+        p = np.asarray(clouds[n], dtype=float)
+        if p.ndim != 2 or p.shape[1] != 3:
+            raise ValueError(f"cloud {n!r} must be [N, 3], got shape {p.shape}")
+        c = None if color is None else np.asarray(color)
+        if c is not None and len(c) != len(p):
+            raise ValueError(f"color has {len(c)} values for {len(p)} points of cloud {n!r}")
+        fig.add_trace(go.Scatter3d(x=p[:, 0], y=p[:, 1], z=p[:, 2], mode="markers", showlegend=False,
+                                   marker=dict(size=3, opacity=0.8, color=c, colorscale="Viridis")),
+                      row=k // cols + 1, col=k % cols + 1)
+    fig.update_scenes(xaxis_title=axis_names[0], yaxis_title=axis_names[1], zaxis_title=axis_names[2],
+                      aspectmode="cube")
+    fig.update_layout(template=TEMPLATE, title=title, height=rows * panel_px + 80, width=min(980, cols * panel_px + 40),
+                      margin=dict(t=70, l=10, r=10, b=10))
     return fig

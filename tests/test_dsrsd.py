@@ -346,3 +346,145 @@ def test_throughput_and_benchmark_script(capsys):
     assert "samples/s" in out and "1.00x" in out
     with pytest.raises(SystemExit):
         bench.main(["--modalities", "1"])
+
+
+# ------------------------------------------------ notebooks 01/02 teaching (issue 13)
+def test_equations_1_to_3_written_out_match_the_model(ds2):
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    model = DSRSD.for_dataset(ds2, d=16, hidden=32)
+    b = ds2[:8]
+    out = model(b)
+    h = model.encode(b)["m2"]
+    lin, ln = model.base["m2"]
+    z = F.layer_norm(h @ lin.weight.T + lin.bias, (16,), ln.weight, ln.bias)
+    s = z + F.gelu(z @ model.R_sh[0].weight.T + model.R_sh[0].bias) @ model.R_sh[2].weight.T + model.R_sh[2].bias
+    p = F.gelu(z @ model.R_pr["m2"][0].weight.T + model.R_pr["m2"][0].bias) @ model.R_pr["m2"][2].weight.T \
+        + model.R_pr["m2"][2].bias
+    assert torch.allclose(z, out.extras["base"]["m2"], atol=1e-6)
+    assert torch.allclose(s, out.shared["m2"], atol=1e-6) and torch.allclose(p, out.private["m2"], atol=1e-6)
+
+
+def test_residual_size_starts_near_zero_for_the_residual_head_and_near_one_for_the_plain(ds2):
+    from nbkit.experiments import nb01_residual as ex
+
+    torch.manual_seed(0)
+    res = DSRSD.for_dataset(ds2, d=16, hidden=32)
+    plain = DSRSD.for_dataset(ds2, d=16, hidden=32, residual=False)
+    size = ex.residual_size(res, ds2)
+    with torch.no_grad():
+        z = res.eval()(ds2[:len(ds2)]).extras["base"]["m1"]
+        by_hand = float((res.R_sh(z).norm(dim=1) / z.norm(dim=1)).mean())
+    assert size["m1"] == pytest.approx(by_hand, rel=1e-5) and size["m1"] < 0.05       # ||R_sh(z~)|| / ||z~||, tiny at init
+    assert 0.8 < ex.residual_size(plain, ds2)["m1"] < 1.5                           # MLP(z~) is another vector
+    dropped = drop_modalities(ds2, 0.5, seed=0)
+    assert set(ex.residual_size(res, dropped)) == {"m1", "m2"}                      # only present samples count
+
+
+def test_residual_monitor_measures_without_changing_training(ds2):
+    from nbkit.experiments import fit
+    from nbkit.experiments import nb01_residual as ex
+
+    tr, va = ds2.subset(torch.arange(180)), ds2.subset(torch.arange(180, 256))
+    tc = dict(epochs=3, batch_size=32, progress=False)
+    plain_run, _ = fit(DSRSD, tr, va, seed=1, config=dict(d=16, hidden=32), train_config=tc)
+    mon = ex.ResidualMonitor(va)
+    watched, trainer = fit(DSRSD, tr, va, seed=1, config=dict(d=16, hidden=32), train_config=tc, regulator=mon)
+    for (k, a), b in zip(plain_run.state_dict().items(), watched.state_dict().values()):
+        assert torch.equal(a, b), k                                                  # bit-identical training
+    assert [r["epoch"] for r in mon.rows if r["modality"] == "m1"] == [0, 1, 2, 3]
+    assert "reg/residual/m1" in trainer.history.metrics("train")
+    curves = ex.residual_curves({("residual", 1): (watched, trainer)})
+    assert list(curves.columns) == ["variant", "seed", "epoch", "modality", "ratio", "best_epoch"]
+    assert curves.best_epoch.iloc[0] == trainer.best_epoch + 1
+    assert "before training" in ex.read_residual(curves)
+    with pytest.raises(ValueError, match="no ResidualMonitor"):
+        ex.residual_curves({("x", 0): (watched, fit(DSRSD, tr, None, config=dict(d=16, hidden=32),
+                                                    train_config=dict(tc, epochs=1))[1])})
+    with pytest.raises(TypeError, match="data must be a non-empty MultimodalDataset"):
+        ex.ResidualMonitor(None)
+
+
+def test_reconstruction_variant_adds_one_term_and_nothing_else(ds2):
+    import torch.nn.functional as F
+
+    from nbkit.experiments import fit
+    from nbkit.experiments import nb01_residual as ex
+
+    torch.manual_seed(0)
+    model = ex.DSRSDRec.for_dataset(ds2, d=16, hidden=32, lambda_rec=1.0)
+    b = drop_modalities(ds2, 0.5, seed=2)[:40]
+    out = model(b)
+    terms = model.loss_terms(b, out)
+    assert set(terms) == TERMS | {"rec"}
+    by_hand = sum(F.mse_loss(model.decoder[m](out.private[m][b.present[:, i]]), b.x[m][b.present[:, i]])
+                  for i, m in enumerate(ds2.modalities)) / 2
+    assert terms["rec"].item() == pytest.approx(by_hand.item(), rel=1e-5)
+    assert model.loss_weights()["rec"] == 1.0
+    # lambda_rec = 0: the decoder is built (after every DSRSD part) but never trained into the rest
+    tc = dict(epochs=2, batch_size=32, progress=False)
+    a, _ = fit(DSRSD, ds2, None, seed=3, config=dict(d=16, hidden=32), train_config=tc)
+    r, _ = fit(ex.DSRSDRec, ds2, None, seed=3, config=dict(d=16, hidden=32, lambda_rec=0.0), train_config=tc)
+    assert torch.allclose(a.eval()(ds2[:20]).logits, r.eval()(ds2[:20]).logits, atol=1e-6)
+    with pytest.raises(ValueError, match="lambda_rec must be a finite number >= 0, got nan"):
+        ex.DSRSDRecConfig(lambda_rec=float("nan"))
+    with pytest.raises(TypeError, match="model_cls must be DSRSD or a subclass"):
+        ex.residual_vs_plain(ds2, ds2, ds2, model_cls=GatedFusion)
+
+
+def test_readings_of_notebook_01():
+    import pandas as pd
+
+    from nbkit.experiments import nb01_residual as ex
+    from nbkit.train import History
+
+    h = History()
+    for e, (t, d) in enumerate([(1.0, 0.1), (0.5, 0.3), (0.2, 0.2)]):
+        h.log(e, e, "train", {"loss/task": t, "loss/dec": d})
+    text = ex.read_terms(h, terms=("task", "dec"))
+    assert "L_task falls from 1 to 0.2" in text and "L_dec rises from 0.1 to 0.2 (highest in epoch 2)" in text
+    maps = pd.DataFrame([{"map": "s", "kind": "purity", "score": 0.80, "chance": 0.3},
+                         {"map": "p", "kind": "purity", "score": 0.78, "chance": 0.3}])
+    assert "about as cleanly" in ex.read_maps(maps, {"shared": 0.9, "private": 0.9}, "m1")
+    maps.loc[1, "score"] = 0.31
+    assert "less cleanly" in ex.read_maps(maps, {"shared": 0.9, "private": 0.4}, "m1")
+    grid = pd.DataFrame({"class": [0.9, 0.9], "voice": [0.5, 0.1], "gender": [0.9, 0.5]},
+                        index=["shared/audio", "private/audio"])
+    assert "keeps much of the voice" in ex.read_avdigits(grid, {"voice": 0.05, "gender": 0.5})
+
+
+def test_orthogonality_of_a_stream_with_itself_and_offdiag_mass(ds2):
+    from nbkit.experiments import nb02_decorrelation as gx
+    from nbkit.losses import covariance, decorrelation, orthogonality
+
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(200, 5, generator=g) @ torch.randn(5, 5, generator=g)
+    d = z.shape[1]
+    # ||C||_F^2 = d + d(d-1) L_dec, so L_orth(s, s) = (1 + (d-1) L_dec) / d (notebook 02, exercise 3)
+    assert orthogonality(z, z).item() == pytest.approx((1 + (d - 1) * decorrelation(z).item()) / d, rel=1e-3)
+    assert gx.offdiag_mass(covariance(z).numpy()) == pytest.approx(decorrelation(z).item(), rel=1e-6)
+    dup = torch.stack([z[:, 0], z[:, 0], torch.randn(200, generator=g)], 1)
+    assert decorrelation(dup).item() == pytest.approx(1 / 3, abs=0.02)            # one duplicated pair of 3 dims
+    with pytest.raises(ValueError, match="square"):
+        gx.offdiag_mass([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+
+
+def test_shared_maps_and_grid_readings():
+    import pandas as pd
+
+    from nbkit.experiments import nb02_decorrelation as gx
+
+    train, val, test = gx.make_data(n=300, dims=8, seed=0)
+    panels = gx.shared_maps(train, test, weights=(0.0, 1.0), config=dict(d=8, hidden=16),
+                            train_config=dict(gx.TRAIN, epochs=1), n=20, method="pca")
+    assert len(panels) == 4
+    xy, lab, name = panels["λ_dec = λ_orth = 1, colour = modality"]
+    assert xy.shape == (40, 2) and name == "modality" and sorted(set(lab)) == ["m1", "m2"]
+    rows = [{"lambda_dec": a, "lambda_orth": b, "seed": 0, "auc": 0.9, "offdiag": 0.2 - 0.1 * a, "orth": 0.5 - 0.4 * b,
+             "disentanglement": 0.1, "r2_shared_to_private": 0.3 + 0.1 * b} for a in (0.0, 1.0) for b in (0.0, 1.0)]
+    grid = pd.DataFrame(rows)
+    assert "0.200 → 0.100" in gx.read_grid(grid) and "0.500 → 0.100" in gx.read_grid(grid)
+    assert "rises from 0.300 to 0.400" in gx.read_leak(grid)
+    with pytest.raises(ValueError, match="weights"):
+        gx.shared_maps(train, test, weights=[])

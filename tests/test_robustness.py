@@ -254,3 +254,78 @@ def test_modality_dropout_regulator(small):
     assert ModalityDropout(0.0).prepare_batch(batch, 0) is batch
     with pytest.raises(ValueError, match=r"p must be a finite number >= 0 and <= 1, got 1.5"):
         ModalityDropout(1.5)
+
+
+# ------------------------------------------------ notebook 03 teaching helpers (issue 13)
+def test_single_modality_scores_and_zero_filling_for_late_fusion(data):
+    train, test = data
+    model = _train(LateFusion, train)
+    res = collect(model, test)
+    one = rx.single_modality_scores(model, test)
+    for m in test.modalities:                   # MM-late with one modality IS that modality's head
+        assert one[m] == pytest.approx(classification_metrics(res["unimodal_logits"][m], test.y)["auc"], abs=1e-9)
+    z = rx.zero_filled(test, "m2")
+    assert torch.equal(z.present, test.present) and not z.x["m2"].any() and torch.equal(z.x["m1"], test.x["m1"])
+    # zero-filled m2 gives every sample the same m2 head output: averaging with a constant vector
+    # keeps each class's ranking of samples, so the AUC equals the masked one (exercise 3's answer)
+    masked = drop_modalities(test, 1.0, modalities=["m2"], keep_one=False)
+    a_mask = classification_metrics(collect(model, masked)["logits"], test.y)["auc"]
+    a_zero = classification_metrics(collect(model, z)["logits"], test.y)["auc"]
+    assert a_zero == pytest.approx(a_mask, abs=1e-12)
+    with pytest.raises(KeyError, match="modality 'm3'"):
+        rx.zero_filled(test, "m3")
+    with pytest.raises(ValueError, match="metric"):
+        rx.single_modality_scores(model, test, metric="f1")
+
+
+def test_mixture_check_is_exact_for_a_mixture_and_close_on_a_model(data):
+    lv = list(ROBUSTNESS_LEVELS)
+    rows = [{"method": "A", "seed": s, "level": p, "acc": (1 - p) ** 2 * 0.9 + (1 - (1 - p) ** 2) * 0.7}
+            for s in (0, 1) for p in lv]
+    mix = rx.mixture_check(pd.DataFrame(rows))
+    assert np.allclose(mix.difference, 0.0) and len(mix) == len(lv)
+    train, test = data
+    curve = robustness_curve(_train(LateFusion, train), test, metric="acc").assign(method="MM-late", seed=0)
+    assert rx.mixture_check(curve).difference.abs().max() < 0.05      # sampling noise of one drop pattern only
+    with pytest.raises(ValueError, match="columns"):
+        rx.mixture_check(curve.drop(columns="acc"))
+
+
+def _hand_frames(gate_extra, residual_extra):
+    metrics, summary = [], []
+    methods = {"DSRSD (full)": 2.0, "DSRSD (w/o L_dec)": 2.0, "DSRSD (w/o L_orth)": 2.0, "DSRSD (w/o gate)": None,
+               "DSRSD (w/o residual)": None, "MM-late": 2.5, "early fusion": 4.0, "gated fusion": 3.0}
+    for s in range(3):
+        for m, d in methods.items():
+            d = 2.0 + gate_extra[s] if m == "DSRSD (w/o gate)" else 2.0 + residual_extra[s] if d is None else d + 0.1 * s
+            metrics.append({"method": m, "seed": s, "auc": 0.95 + 0.001 * s, "acc": 0.8, "offdiag": 0.1, "orth": 0.4})
+            summary.append({"method": m, "seed": s, "drop at p=0.5": d, "clean": 95.0, "at p=0.5": 95.0 - d})
+    return pd.DataFrame(metrics), pd.DataFrame(summary)
+
+
+def test_claim_rows_test_each_part_paired_by_seed():
+    metrics, summary = _hand_frames(gate_extra=[1.0, 1.1, 0.9], residual_extra=[0.5, -0.5, 0.1])
+    rows = rx.claim_rows(metrics, summary, dataset="hand-made frames", record=False)
+    gate = rows[rows.claim.str.startswith("ours: removing the gate")].iloc[0]
+    res = rows[rows.claim.str.startswith("ours: removing the residual")].iloc[0]
+    assert gate.ours_mean == pytest.approx(1.0 - 0.1, abs=1e-9) and gate.verdict == "supported"   # w/o gate minus full
+    assert res.ours_mean == pytest.approx((0.5 - 0.5 + 0.1) / 3 - 0.1, abs=1e-9) and res.verdict == "not supported"
+    text = rx.reading(rows, metrics, summary)
+    assert "**supported**" in text and "the gate matters" in text and "residual" in text
+    # without those variants no row is made (nothing to pair)
+    keep = ~summary.method.isin(["DSRSD (w/o gate)", "DSRSD (w/o residual)"])
+    rows2 = rx.claim_rows(metrics[keep], summary[keep], dataset="hand-made frames", record=False)
+    assert not rows2.claim.str.contains("removing the").any()
+
+
+def test_read_gate_says_which_way_each_gate_moves():
+    lv = np.linspace(0, 3, 60)
+    rows = []
+    for nm, own in (("m1", 0.6 + 0.05 * lv), ("m2", 0.4 - 0.05 * lv)):      # m1's gate rises with its noise
+        other = 1 - own
+        for m, g in (("m1", own if nm == "m1" else other), ("m2", own if nm == "m2" else other)):
+            rows.append(pd.DataFrame({"noisy_modality": nm, "level": lv, "modality": m, "gate": g, "correct": 1.0}))
+    text = rx.read_gate(pd.concat(rows, ignore_index=True), bins=3)
+    line1, line2 = text.split("\n")
+    assert "gate of m1 rises" in line1 and "opposite" in line1 and "+1.00" in line1
+    assert "gate of m2 falls" in line2 and "as a reliability-aware gate should" in line2

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
 import pandas as pd
+import torch
 
 from ..evaluate import shared_correlation, stream_diagnostics
 
-__all__ = ["LAMBDA_VALUES", "TRAIN", "make_data", "lambda_grid", "claim_rows", "summary", "reading"]
+__all__ = ["LAMBDA_VALUES", "TRAIN", "make_data", "lambda_grid", "claim_rows", "summary", "reading",
+           "shared_maps", "offdiag_mass", "read_before_after", "read_panel", "read_grid", "read_corners",
+           "read_leak"]
 
 # log-spaced weights including 0 (the sliders and the grid): ours
 LAMBDA_VALUES = (0.0, 1e-3, 1e-2, 1e-1, 1.0)
@@ -45,10 +49,9 @@ def lambda_grid(train, val, test, dec_values: Sequence[float] = LAMBDA_VALUES,
     Returns one row per (lambda_dec, lambda_orth, seed) with the `stream_diagnostics` columns;
     with ``return_corr`` also ``{(lambda_dec, lambda_orth, seed): shared correlation [d, d]}``.
     """
-    from tqdm.auto import tqdm
-
     from .._checks import check_weight
     from ..models.dsrsd import DSRSD
+    from ..progress import progress_bar
     from . import as_config, as_train_config, check_seeds, fit
 
     dec_values, orth_values, seeds = list(dec_values), list(orth_values), check_seeds(seeds)
@@ -62,13 +65,16 @@ def lambda_grid(train, val, test, dec_values: Sequence[float] = LAMBDA_VALUES,
     rows = []
     jobs = [(s, a, b) for s in seeds for a in dec_values for b in orth_values]
     corr = {}
-    for s, a, b in tqdm(jobs, desc="lambda grid", disable=not progress, leave=False):
+    bar = progress_bar(len(jobs), "lambda grid", enabled=progress)
+    for s, a, b in jobs:
+        bar.update(1)
         model, _ = fit(DSRSD, train, val, seed=s, init_state=init_state, train_config=tc,
                        config=as_config(DSRSD, base, lambda_dec=float(a), lambda_orth=float(b)))
         rows.append({"lambda_dec": float(a), "lambda_orth": float(b), "seed": s,
                      **stream_diagnostics(model, test, seed=s)})
         if return_corr:
             corr[(float(a), float(b), s)] = shared_correlation(model, test)
+    bar.close()
     df = pd.DataFrame(rows)
     return (df, corr) if return_corr else df
 
@@ -150,3 +156,120 @@ def reading(grid: pd.DataFrame, lambda_dec: float, lambda_orth: float) -> str:
             f"means consistent over seeds, not large. The probe-based disentanglement {better} with the two "
             f"losses on this data ({dis0:+.3f} at (0, 0) vs {dis:+.3f} at the chosen weights), and the shared "
             f"stream's R² on the private factors goes from {leak0:.3f} at (0, 0) to {leak11:.3f} at (1, 1).")
+
+
+
+# ------------------------------------------------------------- the shared space in 2-D
+def shared_maps(train, test, weights: Sequence[float] = (0.0, 1.0), config=None, train_config=None, seed: int = 0,
+                n: int = 300, method: str = "tsne") -> dict:
+    """2-D maps of the stacked shared space (both modalities of the same ``n`` test samples)
+    of a small DSRSD trained with lambda_dec = lambda_orth = w for each w in ``weights``
+    (``config``/``train_config`` as in `lambda_grid`, so w = 0 and w = 1 are the grid's
+    corners (0, 0) and (1, 1), retrained with the same seed). Returns panels for
+    `nbkit.viz.embedding_grid_figure`: per weight one map coloured by label and one by
+    modality (if the two modalities' shared vectors of a sample agree, the modality colours
+    mix)."""
+    from .._checks import check_int, check_weight
+    from ..evaluate import collect, project_2d
+    from ..models.dsrsd import DSRSD
+    from ..train import cpu_threads
+    from . import as_config, as_train_config, fit
+
+    weights = [check_weight("weights[i]", w) for w in weights]
+    if not weights:
+        raise ValueError("weights must hold at least one weight, got []")
+    n = check_int("n", n, 5)
+    base = as_config(DSRSD, config)
+    tc = as_train_config(TRAIN if train_config is None else train_config)
+    g = torch.Generator().manual_seed(int(seed))
+    idx = torch.randperm(len(test), generator=g)[: min(n, len(test))].sort().values
+    sub = test.subset(idx)
+    panels = {}
+    for w in weights:
+        model, _ = fit(DSRSD, train, None, seed=seed, train_config=tc,
+                       config=as_config(DSRSD, base, lambda_dec=float(w), lambda_orth=float(w)))
+        res = collect(model, sub)
+        k = sub.present
+        z = torch.cat([res["shared"][m][k[:, i]] for i, m in enumerate(sub.modalities)])
+        y = torch.cat([sub.y[k[:, i]] for i in range(len(sub.modalities))]).numpy()
+        mod = np.concatenate([[m] * int(k[:, i].sum()) for i, m in enumerate(sub.modalities)])
+        with cpu_threads(1):
+            xy = project_2d(z, method, seed=seed)
+        panels[f"λ_dec = λ_orth = {w:g}, colour = label"] = (xy, y, "label")
+        panels[f"λ_dec = λ_orth = {w:g}, colour = modality"] = (xy, mod, "modality")
+    return panels
+
+
+# ------------------------------------------------------------------ generated reading
+def offdiag_mass(corr) -> float:
+    """Mean squared off-diagonal entry of a correlation matrix (what L_dec computes)."""
+    c = np.asarray(corr, dtype=float)
+    if c.ndim != 2 or c.shape[0] != c.shape[1] or c.shape[0] < 2:
+        raise ValueError(f"corr must be a square [d, d] matrix with d >= 2, got shape {c.shape}")
+    d = c.shape[0]
+    return float(((c - np.diag(np.diag(c))) ** 2).sum() / (d * (d - 1)))
+
+
+def read_before_after(before: dict, after: dict, lambda_dec: float) -> str:
+    """Section 3 of notebook 02: what training (at weight ``lambda_dec`` on L_dec) did to the
+    shared space (two `stream_diagnostics` dicts)."""
+    up = (lambda k: "rises" if after[k] > before[k] else "falls")
+    return (f"Training takes test AUC from {before['auc']:.3f} to {after['auc']:.3f}. The off-diagonal mass {up('offdiag')} "
+            f"from {before['offdiag']:.3f} (random initialisation) to {after['offdiag']:.3f}, $L_{{orth}}$ {up('orth')} "
+            f"from {before['orth']:.3f} to {after['orth']:.3f}; the shared stream's R² on the shared factors "
+            f"{up('r2_shared')} from {before['r2_shared']:.3f} to {after['r2_shared']:.3f} and on the private factors "
+            f"{up('r2_shared_to_private')} from {before['r2_shared_to_private']:.3f} to {after['r2_shared_to_private']:.3f}."
+            + (f" With a weight of {lambda_dec:g}, L_dec does not stop the task from correlating the shared dimensions: "
+               f"the few label-relevant directions get copied into many of them." if after["offdiag"] > before["offdiag"]
+               else ""))
+
+
+def read_panel(history: Sequence[dict]) -> str:
+    """The panel's last update, as a sentence (its metrics dict, `LambdaPanel.history`)."""
+    if not history:
+        raise ValueError("the panel has no update yet")
+    m = history[-1]
+    return (f"At lambda_dec = {m['lambda_dec']:g}, lambda_orth = {m['lambda_orth']:g} the small model reaches validation "
+            f"AUC {m['auc']:.3f}; its shared space has off-diagonal mass {m['offdiag']:.4f} and $L_{{orth}}$ = "
+            f"{m['orth']:.4f}; retraining and redrawing took {m['latency_s']:.2f} s.")
+
+
+def read_grid(grid: pd.DataFrame) -> str:
+    """What the 2 x 2 grid figure shows: per panel, the direction and size of the change
+    along its weight, and where the best and worst cells are."""
+    c = (lambda a, b, m: _cell(grid, a, b, m))
+    vals = sorted(set(grid.lambda_dec))
+    lo, hi = vals[0], vals[-1]
+    n_seeds = grid.seed.nunique()
+    dis = grid.groupby(["lambda_dec", "lambda_orth"]).disentanglement.mean()
+    best, worst = dis.idxmax(), dis.idxmin()
+    auc = grid.groupby(["lambda_dec", "lambda_orth"]).auc.mean()
+    return "\n".join([
+        f"- **off-diagonal mass** along λ_dec (λ_orth = {lo:g}): " + " → ".join(f"{c(a, lo, 'offdiag'):.3f}" for a in vals)
+        + f" for λ_dec = {', '.join(f'{a:g}' for a in vals)}.",
+        f"- **L_orth** along λ_orth (λ_dec = {lo:g}): " + " → ".join(f"{c(lo, b, 'orth'):.3f}" for b in vals) + ".",
+        f"- **test AUC** ranges from {auc.min():.3f} (at λ_dec / λ_orth = {auc.idxmin()[0]:g} / {auc.idxmin()[1]:g}) "
+        f"to {auc.max():.3f} (at {auc.idxmax()[0]:g} / {auc.idxmax()[1]:g}), a spread of {auc.max() - auc.min():.3f}.",
+        f"- **disentanglement** is highest at λ_dec / λ_orth = {best[0]:g} / {best[1]:g} ({dis.max():+.3f}) and lowest at "
+        f"{worst[0]:g} / {worst[1]:g} ({dis.min():+.3f}); at (0, 0) it is {c(lo, lo, 'disentanglement'):+.3f}, at "
+        f"({hi:g}, {hi:g}) {c(hi, hi, 'disentanglement'):+.3f}.",
+        f"- {n_seeds} seed{'s' if n_seeds != 1 else ''} per cell: read small differences with care (the factorial of "
+        f"section 7 gives the spread over seeds)."])
+
+
+def read_corners(corr: dict, seed: int) -> str:
+    """Off-diagonal mass of each corner's correlation matrix ({(lambda_dec, lambda_orth, seed): C})."""
+    parts = [f"dec={a:g}, orth={b:g}: {offdiag_mass(C):.3f}" for (a, b, s), C in corr.items() if s == seed]
+    return "Off-diagonal mass of each panel: " + "; ".join(parts) + "."
+
+
+def read_leak(grid: pd.DataFrame, lambda_dec: float = 0.0) -> str:
+    """Exercise of notebook 02: the shared stream's R² on the private factors
+    (``r2_shared_to_private``) and L_orth along lambda_orth, at ``lambda_dec``."""
+    vals = sorted(set(grid.lambda_orth))
+    r2 = [_cell(grid, lambda_dec, b, "r2_shared_to_private") for b in vals]
+    orth = [_cell(grid, lambda_dec, b, "orth") for b in vals]
+    word = "rises" if r2[-1] > r2[0] else "falls"
+    return (f"At λ_dec = {lambda_dec:g}, as λ_orth goes {' → '.join(f'{b:g}' for b in vals)}: L_orth "
+            f"{' → '.join(f'{v:.3f}' for v in orth)}, while the shared stream's R² on the private factors "
+            f"{' → '.join(f'{v:.3f}' for v in r2)} ({word} from {r2[0]:.3f} to {r2[-1]:.3f}).")

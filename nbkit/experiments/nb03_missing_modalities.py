@@ -22,7 +22,9 @@ from .nb02_decorrelation import make_data
 
 __all__ = ["ABLATIONS", "BASELINES", "TRAIN", "make_data", "gate_vs_noise", "gate_noise_summary",
            "gate_noise_correlation", "StudyResult", "missing_modality_study", "robustness_summary",
-           "ablation_table", "claim_rows", "summary_table"]
+           "ablation_table", "claim_rows", "summary_table", "single_modality_scores", "zero_filled",
+           "mixture_check", "read_gate", "read_curves", "read_ablation", "read_dropout", "read_avdigits",
+           "reading"]
 
 # the ablation variants of DSRSD-Net (docs/methods/dsrsd.md, experiment 1): config overrides
 ABLATIONS: dict[str, dict[str, Any]] = {
@@ -114,10 +116,9 @@ def missing_modality_study(train, val, test, seeds: Sequence[int] = (0, 1, 2), c
     dropout). ``train_config``: a TrainConfig or dict (default `TRAIN`). DSRSD variants are
     named "DSRSD (<variant>)". With ``train_missing_p`` > 0 every model trains with
     `nbkit.regulate.ModalityDropout` at that probability (our addition)."""
-    from tqdm.auto import tqdm
-
     from .._checks import check_probability, check_subset
     from ..models.dsrsd import DSRSD
+    from ..progress import progress_bar
     from ..regulate import ModalityDropout
     from . import as_config, as_train_config, check_seeds, fit
 
@@ -129,7 +130,9 @@ def missing_modality_study(train, val, test, seeds: Sequence[int] = (0, 1, 2), c
     jobs = [(s, f"DSRSD ({v})", DSRSD, as_config(DSRSD, full, **ABLATIONS[v])) for s in seeds for v in variants]
     jobs += [(s, b, BASELINES[b], as_config(BASELINES[b], full)) for s in seeds for b in baselines]
     curves, metrics, models = [], [], {}
-    for s, name, cls, cfg in tqdm(jobs, desc="train + robustness", disable=not progress, leave=False):
+    bar = progress_bar(len(jobs), "train + robustness", enabled=progress)
+    for s, name, cls, cfg in jobs:
+        bar.update(1)
         reg = ModalityDropout(train_missing_p, seed=s) if train_missing_p else None
         model, trainer = fit(cls, train, val, seed=s, config=cfg, train_config=tc, regulator=reg)
         c = robustness_curve(model, test, levels=levels, metric=metric, seed=1000 + s)
@@ -141,6 +144,7 @@ def missing_modality_study(train, val, test, seeds: Sequence[int] = (0, 1, 2), c
             row.update(classification_metrics(collect(model, test)["logits"], test.y))
         metrics.append(row)
         models[(name, s)] = model
+    bar.close()
     return StudyResult(pd.concat(curves, ignore_index=True), pd.DataFrame(metrics), models)
 
 
@@ -197,7 +201,9 @@ def claim_rows(metrics: pd.DataFrame, summary: pd.DataFrame, dataset: str, av_su
     - DSRSD beats the best fusion baseline (highest mean clean AUC among ``baselines``) in
       clean AUC (> 0; paper: up to +4.1);
     - ours: the shared/private decomposition makes gated fusion more robust: drop(DSRSD) -
-      drop(gated fusion without decomposition) (< 0)."""
+      drop(gated fusion without decomposition) (< 0);
+    - ours: each part matters for robustness: drop(w/o gate) - drop(full) and
+      drop(w/o residual) - drop(full) (> 0), when those variants were trained."""
     from ..claims import claim
 
     paper = "DSRSD-Net (arXiv 2512.07568)"
@@ -224,6 +230,13 @@ def claim_rows(metrics: pd.DataFrame, summary: pd.DataFrame, dataset: str, av_su
                           value=drop, treatment="DSRSD (full)", control="gated fusion", direction="less",
                           dataset=dataset, units="AUC points lost",
                           reference="DSRSD-Net paper, robustness attributed to decomposition + gate (qualitative)", **kw))
+    for part in ("gate", "residual"):
+        if f"DSRSD (w/o {part})" in set(summary.method):
+            rows.append(claim(summary, claim=f"ours: removing the {part} makes DSRSD lose more AUC at missing p=0.5",
+                              value=drop, treatment=f"DSRSD (w/o {part})", control="DSRSD (full)", direction="greater",
+                              dataset=dataset, units="AUC points lost",
+                              reference="DSRSD-Net paper, robustness attributed to decomposition + gate (qualitative)",
+                              **kw))
     if av_summary is not None:
         rows.append(claim(av_summary, claim="at missing p=0.5 DSRSD loses fewer AUC points than MM-late", value=drop,
                           treatment="DSRSD (full)", control="MM-late", direction="less",
@@ -271,3 +284,201 @@ def summary_table(metrics: pd.DataFrame, summary: pd.DataFrame, gate_rho: pd.Dat
                           if md_summary is not None else "not run"), "paper": "—"})
     rows.append({"quantity": "seeds (synthetic)", "ours": str(metrics.seed.nunique()), "paper": "—"})
     return pd.DataFrame(rows)
+
+
+
+# ------------------------------------------------------------------ exercise helpers
+def single_modality_scores(model, ds: MultimodalDataset, metric: str = "auc") -> dict[str, float]:
+    """The metric of ``model`` on ``ds`` when every sample keeps ONLY modality m (the others
+    masked as missing), for each m: what the right end (p = 1) of a robustness curve mixes."""
+    from ..data.corrupt import drop_modalities
+
+    if metric not in ("auc", "acc"):
+        raise ValueError(f"metric must be 'auc' or 'acc', got {metric!r}")
+    out = {}
+    for m in ds.modalities:
+        others = [o for o in ds.modalities if o != m]
+        d = drop_modalities(ds, 1.0, modalities=others, keep_one=False)
+        res = collect(model, d)
+        out[m] = classification_metrics(res["logits"], res["y"])[metric]
+    return out
+
+
+def zero_filled(ds: MultimodalDataset, modality: str) -> MultimodalDataset:
+    """``ds`` with ``modality``'s values replaced by zeros but still marked PRESENT: what a
+    model sees when a missing modality is imputed with zeros instead of masked."""
+    if modality not in ds.modalities:
+        raise KeyError(f"modality {modality!r} is not among {list(ds.modalities)}")
+    x = dict(ds.x)
+    x[modality] = torch.zeros_like(x[modality])
+    return ds._like(x, ds.present.clone(), zero_filled=modality)
+
+
+def mixture_check(curves: pd.DataFrame, value: str = "acc") -> pd.DataFrame:
+    """Exercise of notebook 03: with keep-one drops of two modalities a sample keeps both with
+    probability (1 - p)^2 and otherwise exactly one, equally likely m1 or m2 (at any p), so the
+    expected ACCURACY at p is (1 - p)^2 acc(0) + (1 - (1 - p)^2) acc(1). Returns, per method and
+    level (mean over seeds), the measured value, that prediction and their difference. (For
+    AUC, a ranking metric, the mixture is only approximate.)"""
+    need = {"method", "seed", "level", value}
+    if not need <= set(curves.columns):
+        raise ValueError(f"curves must have columns {sorted(need)}")
+    rows = []
+    for (method, seed), g in curves.groupby(["method", "seed"], sort=False):
+        g = g.sort_values("level")
+        v0, v1 = float(g[value].iloc[0]), float(g[value].iloc[-1])
+        if not (np.isclose(g.level.iloc[0], 0) and np.isclose(g.level.iloc[-1], 1)):
+            raise ValueError("the curves must run from level 0 to level 1")
+        for lv, v in zip(g.level, g[value]):
+            both = (1 - lv) ** 2
+            rows.append({"method": method, "seed": seed, "level": lv, "measured": float(v),
+                         "predicted": both * v0 + (1 - both) * v1})
+    df = pd.DataFrame(rows).groupby(["method", "level"], sort=False)[["measured", "predicted"]].mean().reset_index()
+    df["difference"] = df.measured - df.predicted
+    return df
+
+
+# ------------------------------------------------------------------ generated reading
+def read_gate(gates: pd.DataFrame, bins: int = 6) -> str:
+    """What the gate-vs-noise figure shows: for each noisy modality, its own gate weight in
+    the lowest and the highest noise bin, the direction, and Spearman's rho."""
+    summ = gate_noise_summary(gates, bins=bins)
+    rho = gate_noise_correlation(gates).set_index("noisy_modality").iloc[:, 0]
+    out = []
+    for m in rho.index:
+        own = summ[(summ.noisy_modality == m) & (summ.modality == m)].sort_values("level_bin")
+        lo, hi = float(own.gate.iloc[0]), float(own.gate.iloc[-1])
+        move = "falls" if hi < lo else "rises"
+        fits = "as a reliability-aware gate should" if hi < lo else "the opposite of what a reliability-aware gate does"
+        out.append(f"- **noise on {m}**: the gate of {m} {move} from {lo:.2f} (lowest noise bin) to {hi:.2f} (highest), "
+                   f"Spearman rho(level, own gate) = {rho[m]:+.2f}: {fits}.")
+    return "\n".join(out)
+
+
+def _mean(frame: pd.DataFrame, method: str, col: str) -> float:
+    v = frame[frame.method == method][col]
+    if v.empty:
+        raise KeyError(f"no rows for method {method!r}")
+    return float(v.mean())
+
+
+def read_curves(summary: pd.DataFrame, curves: pd.DataFrame, methods: Sequence[str]) -> str:
+    """What a robustness-curve figure shows: per method the clean AUC, AUC at p=0.5 and p=1
+    and the drop at p=0.5 (AUC points, mean over seeds), and which method loses least."""
+    drop = "drop at p=0.5"
+    at1 = curves[np.isclose(curves.level, 1.0)].groupby("method").value.mean() * 100
+    parts = [f"{m}: {_mean(summary, m, 'clean'):.1f} clean, {_mean(summary, m, 'at p=0.5'):.1f} at p = 0.5 "
+             f"(drop {_mean(summary, m, drop):.2f}), {at1[m]:.1f} at p = 1" for m in methods]
+    least = min(methods, key=lambda m: _mean(summary, m, drop))
+    most = max(methods, key=lambda m: _mean(summary, m, drop))
+    n = summary.seed.nunique()
+    return ("AUC points, mean over " + f"{n} seed{'s' if n != 1 else ''}: " + "; ".join(parts)
+            + f". The smallest drop at p = 0.5 is {least}'s, the largest {most}'s.")
+
+
+def read_ablation(metrics: pd.DataFrame, summary: pd.DataFrame) -> str:
+    """What the ablation table shows: the clean-AUC and geometry effect of each loss, and the
+    drop at p=0.5 of each variant next to the full model's."""
+    auc = (lambda m: _mean(metrics, m, "auc") * 100)
+    full = "DSRSD (full)"
+    out = [f"Clean AUC (points): full {auc(full):.2f}; " + ", ".join(
+        f"{m.replace('DSRSD ', '')} {auc(m):.2f} ({auc(m) - auc(full):+.2f})"
+        for m in metrics.method.unique() if m.startswith("DSRSD (w/o"))
+        + " (in brackets: variant minus full)."]
+    if {"offdiag", "orth"} <= set(metrics.columns):
+        out.append(f"Removing both losses moves the off-diagonal mass from {_mean(metrics, full, 'offdiag'):.3f} to "
+                   f"{_mean(metrics, 'DSRSD (w/o both)', 'offdiag'):.3f} and L_orth from "
+                   f"{_mean(metrics, full, 'orth'):.3f} to {_mean(metrics, 'DSRSD (w/o both)', 'orth'):.3f}."
+                   if "DSRSD (w/o both)" in set(metrics.method) else "")
+    drop = "drop at p=0.5"
+    out.append("Drop at p = 0.5: " + ", ".join(f"{m} {_mean(summary, m, drop):.2f}" for m in summary.method.unique()
+                                                if m.startswith("DSRSD")) + ".")
+    return " ".join(o for o in out if o)
+
+
+def read_dropout(md_summary: pd.DataFrame, summary: pd.DataFrame, methods: Sequence[str], p: float) -> str:
+    """Section on training with modality dropout: each method's drop at p=0.5 with and
+    without dropout in training, and the spread between methods in both cases."""
+    drop = "drop at p=0.5"
+    before = {m: _mean(summary, m, drop) for m in methods}
+    after = {m: _mean(md_summary, m, drop) for m in methods}
+    spread = (lambda d: max(d.values()) - min(d.values()))
+    gain = max(methods, key=lambda m: before[m] - after[m])
+    return ("Drop at p = 0.5 (AUC points), trained on complete pairs → trained with modality dropout "
+            f"{p:g}: " + "; ".join(f"{m} {before[m]:.2f} → {after[m]:.2f}" for m in methods)
+            + f". The gap between the best and the worst method goes from {spread(before):.2f} to {spread(after):.2f} "
+            f"points; {gain} gains the most.")
+
+
+def read_avdigits(av_summary: pd.DataFrame, methods: Sequence[str]) -> str:
+    """The avdigits robustness study in one sentence (drop at p=0.5 per method, seeds)."""
+    drop = "drop at p=0.5"
+    n = av_summary.seed.nunique()
+    per = av_summary.pivot_table(index="seed", columns="method", values=drop)
+    return (f"avdigits, {n} seed{'s' if n != 1 else ''}: drop at p = 0.5 " + ", ".join(
+        f"{m} {per[m].mean():.2f} (per seed {', '.join(f'{v:.2f}' for v in per[m])})" for m in methods) + ".")
+
+
+def reading(claims: pd.DataFrame, metrics: pd.DataFrame, summary: pd.DataFrame, gates: pd.DataFrame | None = None,
+            md_summary: pd.DataFrame | None = None, av_summary: pd.DataFrame | None = None,
+            train_missing_p: float = 0.0) -> str:
+    """Notebook 03's closing "what reproduced and what did not", every number and verdict
+    taken from this run's claim rows and frames (so the text cannot drift from the run)."""
+    def row(prefix, dataset_has=None):
+        r = claims[claims.claim.str.startswith(prefix)]
+        if dataset_has is not None:
+            r = r[r.dataset.str.contains(dataset_has, regex=False)]
+        return r.iloc[0] if len(r) else None
+
+    def v(r):
+        return (f"**{r.verdict}** (effect {r.ours_mean:+.2f}, 95% CI [{r.ci_low:+.2f}, {r.ci_high:+.2f}], "
+                f"{int(r.n_seeds)} seeds)")
+
+    drop = "drop at p=0.5"
+    out = []
+    ld, lo = row("L_dec helps"), row("L_orth helps")
+    if ld is not None and lo is not None:
+        out.append(f"- **Ablation.** \"L_dec helps\" (clean AUC, full minus w/o L_dec): {v(ld)}; \"L_orth helps\": "
+                   f"{v(lo)}. The losses change the geometry of the shared space (see the ablation table and notebook "
+                   f"02), which is not the same as changing the task score.")
+    mm = row("at missing p=0.5", dataset_has="synthetic")
+    if mm is not None:
+        out.append(f"- **Missing modalities, synthetic data.** \"DSRSD loses fewer AUC points than MM-late at p = 0.5\" "
+                   f"(the paper: 2.9 vs 4.7): {v(mm)}; drops {_mean(summary, 'DSRSD (full)', drop):.2f} (DSRSD) vs "
+                   f"{_mean(summary, 'MM-late', drop):.2f} (MM-late), early fusion "
+                   f"{_mean(summary, 'early fusion', drop):.2f}. MM-late's heads are each trained to work alone "
+                   f"(exercise 1).")
+    best = row("DSRSD beats the best fusion baseline")
+    if best is not None:
+        out.append(f"- **Clean AUC.** \"DSRSD beats the best fusion baseline\" (the paper: up to +4.1): {v(best)}; "
+                   f"the clean AUC of DSRSD is {_mean(metrics, 'DSRSD (full)', 'auc') * 100:.1f}, an easy task for "
+                   f"every model here.")
+    dec = row("ours: the shared/private decomposition")
+    if dec is not None:
+        out.append(f"- **Decomposition vs the gate alone** (ours). DSRSD's drop minus gated fusion's (same gate, no "
+                   f"shared/private streams): {v(dec)}.")
+    parts = [(p, row(f"ours: removing the {p}")) for p in ("gate", "residual")]
+    parts = [(p, r) for p, r in parts if r is not None]
+    if parts:
+        sup = [p for p, r in parts if r.verdict == "supported"]
+        claim_txt = ("so, for robustness, " + " and ".join(f"the {p}" for p in sup) + " matter" + ("s" if len(sup) == 1 else "")
+                     + " on this data" if sup else "so this run does not show that either part matters for robustness")
+        out.append("- **Do the parts matter?** (ours, paired by seed) " + "; ".join(
+            f"\"removing the {p} raises the drop at p = 0.5\": {v(r)}" for p, r in parts) + f"; {claim_txt}.")
+    if md_summary is not None:
+        out.append("- **Training with missing modalities** (ours). "
+                   + read_dropout(md_summary, summary, ["DSRSD (full)", "MM-late", "early fusion"], train_missing_p))
+    av = row("at missing p=0.5", dataset_has="avdigits")
+    if av is not None and av_summary is not None:
+        out.append(f"- **Missing modalities, avdigits.** The same claim: {v(av)}. "
+                   + read_avdigits(av_summary, ["DSRSD (full)", "MM-late"]))
+    if gates is not None:
+        rho = gate_noise_correlation(gates).set_index("noisy_modality").iloc[:, 0]
+        wrong = [m for m in rho.index if rho[m] > 0]
+        out.append("- **Gate vs noise.** Spearman rho between a modality's noise and its own gate: "
+                   + ", ".join(f"{m} {rho[m]:+.2f}" for m in rho.index)
+                   + (f". For {', '.join(wrong)} the gate moves weight TOWARD the corrupted modality: trained on clean "
+                      f"data only, it does not behave like a reliability estimate (the paper itself notes the gate "
+                      f"cannot learn reliability without variation in the training data)." if wrong else
+                      ". Every gate moves weight away from its corrupted modality."))
+    return "\n".join(out)
