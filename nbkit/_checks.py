@@ -14,7 +14,7 @@ from typing import Any, Iterable
 import torch
 
 __all__ = ["check_number", "check_int", "check_probability", "check_nonnegative", "check_weight",
-           "check_choice", "check_subset", "check_finite", "check_batch_size", "check_pair"]
+           "check_choice", "check_subset", "check_finite", "check_batch_size", "check_pair", "check_boxes"]
 
 
 def _describe(lo, hi, lo_open, hi_open, integer, finite=True) -> str:
@@ -133,7 +133,6 @@ def check_batch_size(name: str, n: int, minimum: int = 2) -> None:
 
 # ---------------------------------------------------------------------------------------
 # RSC-MD (notebook 06): boxes of detection data. Appended block.
-__all__ += ["check_boxes"]
 
 
 def check_boxes(name: str, boxes, width: float, height: float) -> torch.Tensor:

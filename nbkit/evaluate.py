@@ -15,7 +15,9 @@ from .data.batch import MultimodalDataset
 __all__ = ["accuracy", "auc", "classification_metrics", "collect", "linear_probe", "probe_table",
            "project_2d", "ROBUSTNESS_LEVELS", "robustness_curve", "relative_robustness",
            "effective_robustness", "shared_matrix", "shared_correlation", "stream_diagnostics",
-           "retrieval_metrics"]
+           "retrieval_metrics", "discrete_representations", "pool_time", "cross_modal_generalization",
+           "zero_shot_retrieval", "code_agreement", "code_cooccurrence", "coco_map", "detections",
+           "detection_map", "found_objects", "fusion_degradation", "neighbour_agreement"]
 
 
 def _np(a) -> np.ndarray:
@@ -447,8 +449,6 @@ def retrieval_metrics(a, b, ks=(1, 5, 10), similarity: str = "cosine", names: tu
 # =====================================================================================
 # SRCID (issue 9): protocols for discrete (codebook) representations. All choices in this
 # block are ours unless marked; docs/methods/srcid.md.
-__all__ += ["discrete_representations", "pool_time", "cross_modal_generalization", "zero_shot_retrieval",
-            "code_agreement", "code_cooccurrence"]
 
 
 @torch.no_grad()
@@ -587,8 +587,6 @@ def code_cooccurrence(codes_a, codes_b, n_codes: int, top: int | None = 20) -> t
 # RSC-MD (notebook 06): detection metrics. Appended block. mAP comes from pycocotools'
 # COCOeval (the COCO reference implementation), never from a hand-written AP.
 import copy  # noqa: E402
-
-__all__ += ["coco_map", "detections", "detection_map", "found_objects", "fusion_degradation"]
 
 
 def _det_list(items, name: str, with_scores: bool) -> list[dict[str, np.ndarray]]:
@@ -760,7 +758,6 @@ def fusion_degradation(unimodal_preds, fused_preds, targets, iou: float = 0.5, s
 
 # ===================================================================================
 # Notebooks 00-03, teaching (issue 13): how well a 2-D map groups a label. Appended block.
-__all__ += ["neighbour_agreement"]
 
 
 def neighbour_agreement(xy, labels, k: int = 10, categorical: bool | None = None) -> dict[str, float]:

@@ -26,7 +26,9 @@ from torch import Tensor
 
 from ._checks import check_batch_size, check_choice, check_finite, check_number
 
-__all__ = ["info_nce", "decorrelation", "covariance", "orthogonality", "regression_alignment"]
+__all__ = ["info_nce", "decorrelation", "covariance", "orthogonality", "regression_alignment",
+           "gaussian_loglik", "club_upper_bound", "CLUB", "fit_clubs", "cpc_nce", "CrossCPC", "gaussian_kl",
+           "gaussian_kl_matrix", "modality_consistency"]
 
 _TINY_NORM = 1e-12     # F.normalize's guard: a row norm below it would not be normalised to 1
 
@@ -235,8 +237,6 @@ def regression_alignment(pred: Tensor, target: Tensor, kind: str = "mse") -> Ten
 import math as _math  # noqa: E402
 
 from torch import nn as _nn  # noqa: E402
-
-__all__ += ["gaussian_loglik", "club_upper_bound", "CLUB", "fit_clubs", "cpc_nce", "CrossCPC"]
 
 
 def _check_seq(fn: str, name: str, t, minimum: int = 2) -> Tensor:
@@ -549,7 +549,6 @@ class CrossCPC(_nn.Module):
 # ====================================================================== CDDS (notebook 07)
 # Constrained decoupling and distribution sampling (AAAI 2026, arXiv 2603.05566); no official
 # code exists, see docs/methods/cdds.md for what is the paper's and what is ours.
-__all__ += ["gaussian_kl", "gaussian_kl_matrix", "modality_consistency"]
 
 
 def _check_gaussian(fn: str, name: str, mu: Tensor, sigma: Tensor) -> None:

@@ -10,7 +10,11 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["history_figure", "embedding_figure", "heatmap_figure", "bar_figure", "curve_figure",
-           "summary_table", "heatmap_grid_figure", "lambda_grid_figure", "gate_noise_figure"]
+           "summary_table", "heatmap_grid_figure", "lambda_grid_figure", "gate_noise_figure",
+           "image_grid_figure", "spectrogram_grid_figure", "mask_figure", "signals_figure", "audio_table",
+           "mi_staircase_figure", "codebook_usage_figure", "code_cooccurrence_figure", "detection_figure",
+           "matrix_row_figure", "x_semantic_figure", "joint_map_figure", "METRIC_LABELS",
+           "embedding_grid_figure", "diagram_figure", "scatter3d_grid_figure"]
 
 TEMPLATE = "plotly_white"
 
@@ -284,7 +288,6 @@ def gate_noise_figure(summary: pd.DataFrame, title: str = "Gate weight vs per-sa
 
 
 # ------------------------------------------------ data tour figures (notebook 00)
-__all__ += ["image_grid_figure", "spectrogram_grid_figure", "mask_figure"]
 
 
 def image_grid_figure(images, titles: Sequence | None = None, ncols: int = 10, image_shape: Sequence[int] | None = None,
@@ -410,9 +413,6 @@ def signals_figure(frame: pd.DataFrame, panels: dict[str, Sequence[str]], x: str
     return fig
 
 
-__all__ += ["signals_figure"]
-
-
 def audio_table(df: pd.DataFrame, path_col: str = "path"):
     """An HTML table with one embedded audio player per row (the WAV at ``df[path_col]``,
     base64-embedded so the executed notebook keeps the sound) next to the other columns."""
@@ -435,9 +435,6 @@ def audio_table(df: pd.DataFrame, path_col: str = "path"):
         cells = "".join(f"<td>{html.escape(str(r[c]))}</td>" for c in cols)
         body.append(f"<tr>{cells}<td><audio controls preload='none' src='data:audio/wav;base64,{b64}'></audio></td></tr>")
     return HTML(f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
-
-
-__all__ += ["audio_table"]
 
 
 # ---------------------------------------------------------------- notebook 10 (OULAD)
@@ -519,8 +516,6 @@ def code_cooccurrence_figure(matrix, rows: Sequence, cols: Sequence, names: tupl
     return fig
 
 
-__all__ += ["mi_staircase_figure", "codebook_usage_figure", "code_cooccurrence_figure"]
-
 # ------------------------------------------------ RSC-MD figures (notebook 06). Appended block.
 def detection_figure(images, detections: Sequence | None = None, targets: Sequence | None = None,
                      titles: Sequence | None = None, class_names: Sequence[str] | None = None, ncols: int = 4,
@@ -583,10 +578,7 @@ def detection_figure(images, detections: Sequence | None = None, targets: Sequen
     return fig
 
 
-__all__ += ["detection_figure"]
-
 # ------------------------------------------------------------------ CDDS (notebook 07)
-__all__ += ["matrix_row_figure", "x_semantic_figure", "joint_map_figure"]
 
 
 def matrix_row_figure(matrices: dict, title: str = "", colorscale: str = "Viridis", zmin: dict | None = None,
@@ -701,7 +693,6 @@ def sweep_figure(frame: pd.DataFrame, names: Sequence[str], metric: str, title: 
 
 # ===================================================================================
 # Notebooks 00-03, teaching (issue 13): side-by-side maps, a diagram, 3-D toy batches.
-__all__ += ["METRIC_LABELS", "embedding_grid_figure", "diagram_figure", "scatter3d_grid_figure"]
 
 
 def embedding_grid_figure(panels: dict, cols: int = 2, title: str = "", panel_px: int = 340,

@@ -3,13 +3,11 @@ from .batch import Batch, MultimodalDataset
 from .corrupt import add_noise, drop_modalities
 from .synthetic import make_synthetic
 
-__all__ = ["Batch", "MultimodalDataset", "make_synthetic", "drop_modalities", "add_noise",
-           "load_avdigits"]
+__all__ = ["Batch", "MultimodalDataset", "make_synthetic", "drop_modalities", "add_noise", "load_avdigits",
+           "make_paired_embeddings", "mapping_order", "sequences", "make_scenes", "scenes_from_arrays"]
 
 # ---- CDDS (notebook 07): paired embeddings with a known cross-dimension mapping
 from .paired import make_paired_embeddings, mapping_order  # noqa: E402
-
-__all__ += ["make_paired_embeddings", "mapping_order"]
 
 
 def __getattr__(name):
@@ -24,7 +22,6 @@ def __getattr__(name):
     raise AttributeError(name)
 
 # ---- SRCID (issue 9): data with a time axis (nbkit.data.sequences, imported lazily) ----
-__all__ += ["sequences"]
 _lazy_srcid = ("sequences",)
 _getattr_before_srcid = __getattr__
 
@@ -38,4 +35,3 @@ def __getattr__(name):  # noqa: F811 - extends the lazy loader above
 # ---- RSC-MD (notebook 06): procedural paired RGB + thermal scenes with boxes -------------
 from .scenes import make_scenes, scenes_from_arrays
 
-__all__ += ["make_scenes", "scenes_from_arrays"]

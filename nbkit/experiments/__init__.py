@@ -30,14 +30,16 @@ __all__ = ["over_seeds", "check_seeds", "fit", "as_config", "as_train_config"]
 def over_seeds(fn: Callable[[int], Any], seeds: Iterable[int], desc: str = "seeds", progress: bool = True) -> pd.DataFrame:
     """Call ``fn(seed)`` for each seed; each call returns a dict (one row) or a list of dicts
     or a DataFrame. Returns all rows with a ``seed`` column, with a progress bar."""
-    from tqdm.auto import tqdm
+    from ..progress import progress_bar
 
     seeds = check_seeds(seeds)
     frames = []
-    for s in tqdm(seeds, desc=desc, disable=not progress, leave=False):
-        r = fn(s)
-        f = r if isinstance(r, pd.DataFrame) else pd.DataFrame([r] if isinstance(r, dict) else list(r))
-        frames.append(f.assign(seed=s))
+    with progress_bar(len(seeds), desc, enabled=progress) as bar:
+        for s in seeds:
+            r = fn(s)
+            f = r if isinstance(r, pd.DataFrame) else pd.DataFrame([r] if isinstance(r, dict) else list(r))
+            frames.append(f.assign(seed=s))
+            bar.update(1)
     return pd.concat(frames, ignore_index=True)
 
 

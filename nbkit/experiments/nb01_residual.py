@@ -18,7 +18,6 @@ from ..data.batch import MultimodalDataset
 from ..evaluate import classification_metrics, collect, linear_probe, project_2d
 from ..models.dsrsd import DSRSD, DSRSDConfig
 from ..regulate import Regulator
-from ..train import cpu_threads
 
 __all__ = ["TRAIN", "stream_representations", "stream_probes", "probe_matrix", "separation",
            "residual_vs_plain", "stream_embeddings", "summary_01", "claim_rows",
@@ -188,8 +187,7 @@ def stream_embeddings(model, ds: MultimodalDataset, modality: str, method: str =
     idx = have[torch.randperm(len(have), generator=g)[: int(n)]].sort().values
     sub = ds.subset(idx)
     res = collect(model, sub)
-    with cpu_threads(1):                      # t-SNE's OpenMP threads spin on a shared CPU
-        xy = {k: project_2d(res[k][modality], method, seed=seed) for k in ("shared", "private")}
+    xy = {k: project_2d(res[k][modality], method, seed=seed) for k in ("shared", "private")}
     return {"shared": xy["shared"], "private": xy["private"],
             "index": idx.numpy(), "y": sub.y.numpy(), "factors": {k: v.numpy() for k, v in sub.factors.items()}}
 

@@ -172,7 +172,6 @@ def shared_maps(train, test, weights: Sequence[float] = (0.0, 1.0), config=None,
     from .._checks import check_int, check_weight
     from ..evaluate import collect, project_2d
     from ..models.dsrsd import DSRSD
-    from ..train import cpu_threads
     from . import as_config, as_train_config, fit
 
     weights = [check_weight("weights[i]", w) for w in weights]
@@ -193,8 +192,7 @@ def shared_maps(train, test, weights: Sequence[float] = (0.0, 1.0), config=None,
         z = torch.cat([res["shared"][m][k[:, i]] for i, m in enumerate(sub.modalities)])
         y = torch.cat([sub.y[k[:, i]] for i in range(len(sub.modalities))]).numpy()
         mod = np.concatenate([[m] * int(k[:, i].sum()) for i, m in enumerate(sub.modalities)])
-        with cpu_threads(1):
-            xy = project_2d(z, method, seed=seed)
+        xy = project_2d(z, method, seed=seed)
         panels[f"λ_dec = λ_orth = {w:g}, colour = label"] = (xy, y, "label")
         panels[f"λ_dec = λ_orth = {w:g}, colour = modality"] = (xy, mod, "modality")
     return panels

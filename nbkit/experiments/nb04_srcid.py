@@ -161,9 +161,8 @@ def srcid_study(train, test, seeds: Sequence[int] = (0, 1, 2), variants: Sequenc
     on ``train`` (self-supervised, fixed epochs: ``train_config``, default `TRAIN`), with
     `nbkit.regulate.ModelMonitor` logging the warm start and codebook usage per step; then
     measure each with `evaluate_model` on ``test``."""
-    from tqdm.auto import tqdm
-
     from ..models.srcid import SRCID
+    from ..progress import progress_bar
     from ..regulate import ModelMonitor
     from . import as_config, as_train_config, check_seeds, fit
 
@@ -175,7 +174,8 @@ def srcid_study(train, test, seeds: Sequence[int] = (0, 1, 2), variants: Sequenc
     tc = as_train_config(TRAIN if train_config is None else train_config)
     metrics, cms, hist, models = [], [], [], {}
     jobs = [(s, v) for s in seeds for v in variants]
-    for s, v in tqdm(jobs, desc="SRCID study", disable=not progress, leave=False):
+    bar = progress_bar(len(jobs), "SRCID study", enabled=progress)
+    for s, v in jobs:
         cfg = as_config(SRCID, base, **VARIANTS[v], seed=s)
         model, trainer = fit(SRCID, train, None, config=cfg, train_config=tc, seed=s, regulator=ModelMonitor())
         row, cm = evaluate_model(model, train, test, seed=s)
@@ -184,6 +184,8 @@ def srcid_study(train, test, seeds: Sequence[int] = (0, 1, 2), variants: Sequenc
         h = trainer.history.frame
         hist.append(h[h.metric.str.startswith(("reg/", "loss/"))].assign(variant=v, seed=s))
         models[(v, s)] = model
+        bar.update(1)
+    bar.close()
     return StudyResult(pd.DataFrame(metrics), pd.concat(cms, ignore_index=True),
                        pd.concat(hist, ignore_index=True), models)
 

@@ -25,10 +25,12 @@ from ..data.batch import MultimodalDataset
 from ..regulate import BALANCE_METHODS, GradScale, Regulator, make_regulator
 from . import as_config, as_train_config, fit, over_seeds
 
-__all__ = ["MODEL", "TRAIN", "METHODS", "ABLATIONS", "PROTOCOLS", "make_setting", "regulator_for", "protocol_of",
-           "run_method", "compare", "unimodal_baselines", "imbalance_frames", "monitor_frame",
-           "fire_fractions", "optimizer_scaling_demo", "accuracy_table", "weak_modality", "claim_rows",
-           "dominant_red", "trigger_sweep"]
+__all__ = ["MODEL", "TRAIN", "METHODS", "ABLATIONS", "PROTOCOLS", "make_setting", "regulator_for",
+           "protocol_of", "run_method", "compare", "unimodal_baselines", "imbalance_frames",
+           "monitor_frame", "fire_fractions", "optimizer_scaling_demo", "accuracy_table", "weak_modality",
+           "claim_rows", "dominant_red", "trigger_sweep", "roles", "training_confidence",
+           "coefficient_curves", "protocol_table", "split_accuracy", "key_lesson", "protocol_gain",
+           "summary_markdown"]
 
 # ours: small CPU-sized encoders and the SGD settings used for every comparison
 MODEL = dict(aux_heads=True, d=32, hidden=64)
@@ -336,7 +338,6 @@ def dominant_red(history, normalized: bool = False) -> pd.Series:
     return pd.Series(vals[np.arange(len(w)), w["dominant"].astype(int).to_numpy()], index=w["step"], name=key)
 
 
-
 def trigger_sweep(history, Rs: Sequence[float], gammas: Sequence[float], normalized: bool = True) -> pd.DataFrame:
     """Offline sweep of RedReg's trigger over R and gamma on one run's logged trajectory:
     the fraction of steps on which r_d = red_d - gamma max(S_d, 0) > R for the modality that
@@ -357,7 +358,6 @@ def trigger_sweep(history, Rs: Sequence[float], gammas: Sequence[float], normali
     rows = [{"gamma": g, "R": R, "fraction": float(np.mean(red - g * np.maximum(S, 0.0) > R))}
             for g in gammas for R in Rs]
     return pd.DataFrame(rows)
-
 
 
 # ------------------------------------------------------------------ notebook 05 helpers (issue 12/13)
@@ -421,9 +421,6 @@ def protocol_table(results: pd.DataFrame, methods: Sequence[str] | None = None, 
     tab = cell.unstack("protocol").fillna("-")
     order = [m for m in (methods or results["method"].drop_duplicates()) if m in tab.index]
     return tab.loc[order]
-
-
-__all__ += ["roles", "training_confidence", "coefficient_curves", "protocol_table", "split_accuracy"]
 
 
 def key_lesson(results: pd.DataFrame, alone: pd.DataFrame) -> str:
@@ -496,4 +493,3 @@ def summary_markdown(results: pd.DataFrame, alone: pd.DataFrame, claims: pd.Data
     return "\n".join(lines)
 
 
-__all__ += ["key_lesson", "protocol_gain", "summary_markdown"]

@@ -167,7 +167,7 @@ def retrieval_study(train: MultimodalDataset, test: MultimodalDataset, seeds: Se
     ``test``'s held-out pairs; CCA (deterministic, so the same numbers every seed) is fitted on
     ``train``. Methods are named "CDDS", "CDDS w/o <part>", "InfoNCE", "CCA". ``progress``: a
     bar over the trainings (off by default, so an executed notebook keeps no stale bar)."""
-    from tqdm.auto import tqdm
+    from ..progress import progress_bar
 
     from ..models.cdds import CDDS, InfoNCERetrieval
     from .._checks import check_subset
@@ -185,11 +185,13 @@ def retrieval_study(train: MultimodalDataset, test: MultimodalDataset, seeds: Se
     if "InfoNCE" in baselines:
         jobs += [(s, "InfoNCE", InfoNCERetrieval, nce_cfg) for s in seeds]
     rows, models = [], {}
-    for s, name, cls, cfg in tqdm(jobs, desc="train + retrieval", disable=not progress, leave=False):
-        model, trainer = fit(cls, train, None, seed=s, config=cfg, train_config=tc)
-        rows.append({"method": name, "seed": s, **evaluate_retrieval(model, test, labels=labels),
-                     "train_s": trainer.train_time_s})
-        models[(name, s)] = model
+    with progress_bar(len(jobs), "train + retrieval", enabled=progress) as bar:
+        for s, name, cls, cfg in jobs:
+            model, trainer = fit(cls, train, None, seed=s, config=cfg, train_config=tc)
+            rows.append({"method": name, "seed": s, **evaluate_retrieval(model, test, labels=labels),
+                         "train_s": trainer.train_time_s})
+            models[(name, s)] = model
+            bar.update(1)
     if "CCA" in baselines:
         cca = evaluate_retrieval(cca_similarity(train, test, cca_components, pca=cca_pca), test, labels=labels)
         rows += [{"method": "CCA", "seed": s, **cca, "train_s": float("nan")} for s in seeds]

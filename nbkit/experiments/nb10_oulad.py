@@ -156,7 +156,7 @@ def compare_methods(ds: MultimodalDataset, seeds: Sequence[int] = (0, 1, 2), con
 
     ``metrics`` has one row per (seed, method); ``gates`` the mean DSRSD gate weight per
     modality and test label (what the fusion leans on)."""
-    from tqdm.auto import tqdm
+    from ..progress import progress_bar
 
     from ..evaluate import classification_metrics, collect
 
@@ -169,7 +169,7 @@ def compare_methods(ds: MultimodalDataset, seeds: Sequence[int] = (0, 1, 2), con
         raise ValueError(f"unknown methods {unknown}; choose from {list(table) + list(SKLEARN)}")
     data_label = "OULAD (real)" if ds.info.get("real_data", True) else "SAMPLE (NOT REAL DATA)"
     rows, gates = [], []
-    bar = tqdm(total=len(seeds) * len(names), desc="OULAD methods x seeds", disable=not progress, leave=False)
+    bar = progress_bar(len(seeds) * len(names), "OULAD methods x seeds", enabled=progress)
     for seed in seeds:
         train, val, test = standardize(*split_by_student(ds, fractions, seed))
         for name in names:

@@ -4,21 +4,18 @@ from .baselines import EarlyFusion, LateFusion, Unimodal
 from .baselines import CoAttention, GatedFusion
 from .dsrsd import DSRSD, DSRSDConfig
 
-__all__ = ["Output", "ModelConfig", "MultimodalModel", "Unimodal", "EarlyFusion", "LateFusion"]
-__all__ += ["DSRSD", "DSRSDConfig"]
-__all__ += ["GatedFusion", "CoAttention"]
+__all__ = ["Output", "ModelConfig", "MultimodalModel", "Unimodal", "EarlyFusion", "LateFusion", "DSRSD",
+           "DSRSDConfig", "GatedFusion", "CoAttention", "SRCID", "SRCIDConfig", "RSCMDDetector",
+           "RSCMDConfig", "CDDS", "CDDSConfig", "InfoNCERetrieval", "InfoNCEConfig"]
 
 # ---- SRCID (issue 9) ------------------------------------------------------------------
 from .srcid import SRCID, SRCIDConfig  # noqa: E402
 
-__all__ += ["SRCID", "SRCIDConfig"]
 
 # ---- RSC-MD (notebook 06): the two-backbone CenterNet-style detector ---------------------
 from .rscmd import RSCMDConfig, RSCMDDetector
 
-__all__ += ["RSCMDDetector", "RSCMDConfig"]
 
 # ---- CDDS (notebook 07): decoupling + distribution sampling, and the InfoNCE retrieval baseline
 from .cdds import CDDS, CDDSConfig, InfoNCEConfig, InfoNCERetrieval  # noqa: E402
 
-__all__ += ["CDDS", "CDDSConfig", "InfoNCERetrieval", "InfoNCEConfig"]

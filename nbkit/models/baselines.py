@@ -12,7 +12,7 @@ from ..data.batch import Batch
 from ..nn.fusion import masked_softmax
 from .base import ModelConfig, MultimodalModel, Output
 
-__all__ = ["Unimodal", "EarlyFusion", "LateFusion"]
+__all__ = ["Unimodal", "EarlyFusion", "LateFusion", "GatedFusion", "CoAttention"]
 
 
 @dataclass
@@ -199,4 +199,3 @@ class CoAttention(MultimodalModel):
                       extras={"attention": attn.mean(1), "tokens": feats})
 
 
-__all__ += ["GatedFusion", "CoAttention"]

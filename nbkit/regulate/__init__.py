@@ -27,7 +27,8 @@ from .redreg import RedReg
 
 __all__ = ["Regulator", "OGMGE", "AGM", "PMR", "MMPareto", "InfoReg", "RedReg", "GradMonitor", "GradScale",
            "ModalityDropout", "ogm_coefficients", "min_norm_weights", "project_out", "agm_coefficients",
-           "REGULATORS", "BALANCE_METHODS", "make_regulator"]
+           "REGULATORS", "BALANCE_METHODS", "make_regulator", "ModelMonitor", "RSC", "MD", "RSCMD",
+           "SuppressionMonitor", "partner_absent", "suppression_ratios", "agm_responses", "pmr_coefficients"]
 
 # name -> class. "joint" is plain joint training that logs (confidence, gradient norms).
 REGULATORS: dict[str, type] = {"none": Regulator, "joint": GradMonitor, "OGM-GE": OGMGE, "AGM": AGM, "PMR": PMR,
@@ -56,18 +57,15 @@ def make_regulator(name: str, **kwargs) -> Regulator:
 # ---- SRCID (issue 9): a monitor that logs what the model reports (warm start, codebook usage)
 from .monitor import ModelMonitor  # noqa: E402
 
-__all__ += ["ModelMonitor"]
 REGULATORS["ModelMonitor"] = ModelMonitor
 
 # ---- RSC-MD (notebook 06): RSC, MD and their measurement ---------------------------------
 from .md import MD, RSCMD, SuppressionMonitor, partner_absent, suppression_ratios  # noqa: E402
 from .rsc import RSC  # noqa: E402
 
-__all__ += ["RSC", "MD", "RSCMD", "SuppressionMonitor", "partner_absent", "suppression_ratios"]
 REGULATORS.update({"RSC": RSC, "MD": MD, "RSC-MD": RSCMD, "SuppressionMonitor": SuppressionMonitor})
 
 # ---- faithful balance baselines (issue 12): helpers of PMR and AGM --------------------
 from .agm import agm_responses  # noqa: E402
 from .pmr import pmr_coefficients  # noqa: E402
 
-__all__ += ["agm_responses", "pmr_coefficients"]
