@@ -67,7 +67,7 @@ def parse_grid(items: list[str] | None) -> dict:
     return grid
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="nbkit", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     rp = sub.add_parser("reproduce", help="execute every notebook with papermill; write report.html and claims.csv")
@@ -103,6 +103,11 @@ def main(argv: list[str] | None = None) -> int:
     sp = sub.add_parser("strip-solutions", help="copies of notebooks without their solution cells (a hand-out)")
     sp.add_argument("notebooks", nargs="+", help="notebook files")
     sp.add_argument("--out", required=True, help="folder for the stripped copies (never the notebooks themselves)")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = _parser()
     args = ap.parse_args(argv)
     try:
         if args.cmd == "list":

@@ -366,6 +366,44 @@ def stream_diagnostics(model, ds: MultimodalDataset, seed: int = 0, probes: bool
 
 
 # ------------------------------------------------------------------------------- retrieval
+def _similarity(a, b, similarity: str) -> Tensor:
+    """The [N, N] query-by-item similarity of `retrieval_metrics` (float64)."""
+    from ._checks import check_finite
+
+    A = torch.as_tensor(_np(a), dtype=torch.float64)
+    if similarity == "precomputed":
+        if A.ndim != 2 or A.shape[0] != A.shape[1] or A.shape[0] < 2:
+            raise ValueError(f"a must be a square [N, N] similarity matrix with N >= 2 when similarity='precomputed', "
+                             f"got {tuple(A.shape)}")
+        check_finite("a", A)
+        S = A
+    else:
+        B = torch.as_tensor(_np(b), dtype=torch.float64)
+        if A.ndim != 2 or B.ndim != 2:
+            raise ValueError(f"a and b must be [N, d] embedding matrices, got {tuple(A.shape)} and {tuple(B.shape)}")
+        if A.shape != B.shape:
+            raise ValueError(f"a and b must have the same shape [N, d] (row i of each is the same item), "
+                             f"got {tuple(A.shape)} and {tuple(B.shape)}")
+        if A.shape[0] < 2:
+            raise ValueError(f"a and b must hold at least 2 paired rows, got {A.shape[0]}")
+        check_finite("a", A), check_finite("b", B)
+        if similarity == "cosine":
+            A = A / A.norm(dim=1, keepdim=True).clamp_min(1e-12)
+            B = B / B.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        S = A @ B.T
+    return S
+
+
+def _partner_ranks(M: Tensor, relevant: Tensor | None) -> Tensor:
+    """Rank (1 = best) of each query's true partner (the diagonal of ``M``), or, given
+    ``relevant`` [N, N], of its best-ranked relevant item; a tie counts against the query."""
+    if relevant is None:
+        true = M.diagonal()[:, None]
+        return (M >= true).sum(1).double()           # 1 + number of others at least as similar
+    best = M.masked_fill(~relevant, float("-inf")).max(1, keepdim=True).values
+    return 1 + ((M >= best) & ~relevant).sum(1).double()
+
+
 def retrieval_metrics(a, b, ks=(1, 5, 10), similarity: str = "cosine", names: tuple[str, str] = ("a", "b"),
                       *, labels=None) -> dict[str, float]:
     """Cross-modal retrieval between paired rows: row i of ``a`` [N, d] and row i of ``b``
@@ -389,32 +427,12 @@ def retrieval_metrics(a, b, ks=(1, 5, 10), similarity: str = "cosine", names: tu
     for a handwritten 3), and a query's rank is that of its best-ranked relevant item (VSE++
     scores its five captions per image the same way); ties between relevant and irrelevant
     items again count against the query."""
-    from ._checks import check_choice, check_finite, check_int
+    from ._checks import check_choice, check_int
 
     check_choice("similarity", similarity, ("cosine", "dot", "precomputed"))
     if isinstance(names, (str, bytes)) or len(tuple(names)) != 2 or not all(isinstance(n, str) for n in names):
         raise ValueError(f"names must be a pair of modality names (str, str), got {names!r}")
-    A = torch.as_tensor(_np(a), dtype=torch.float64)
-    if similarity == "precomputed":
-        if A.ndim != 2 or A.shape[0] != A.shape[1] or A.shape[0] < 2:
-            raise ValueError(f"a must be a square [N, N] similarity matrix with N >= 2 when similarity='precomputed', "
-                             f"got {tuple(A.shape)}")
-        check_finite("a", A)
-        S = A
-    else:
-        B = torch.as_tensor(_np(b), dtype=torch.float64)
-        if A.ndim != 2 or B.ndim != 2:
-            raise ValueError(f"a and b must be [N, d] embedding matrices, got {tuple(A.shape)} and {tuple(B.shape)}")
-        if A.shape != B.shape:
-            raise ValueError(f"a and b must have the same shape [N, d] (row i of each is the same item), "
-                             f"got {tuple(A.shape)} and {tuple(B.shape)}")
-        if A.shape[0] < 2:
-            raise ValueError(f"a and b must hold at least 2 paired rows, got {A.shape[0]}")
-        check_finite("a", A), check_finite("b", B)
-        if similarity == "cosine":
-            A = A / A.norm(dim=1, keepdim=True).clamp_min(1e-12)
-            B = B / B.norm(dim=1, keepdim=True).clamp_min(1e-12)
-        S = A @ B.T
+    S = _similarity(a, b, similarity)
     if isinstance(ks, (str, bytes)) or not hasattr(ks, "__iter__"):
         raise TypeError(f"ks must be a list of cut-offs k >= 1 (e.g. (1, 5, 10)), got {ks!r}")
     ks = [check_int("ks[i]", k, 1) for k in ks]
@@ -430,12 +448,7 @@ def retrieval_metrics(a, b, ks=(1, 5, 10), similarity: str = "cosine", names: tu
     out: dict[str, float] = {}
     rsum = 0.0
     for name, M in ((f"{names[0]}->{names[1]}", S), (f"{names[1]}->{names[0]}", S.T)):
-        if relevant is None:
-            true = M.diagonal()[:, None]
-            ranks = (M >= true).sum(1).double()      # 1 + number of others at least as similar
-        else:                                        # rank of the best relevant item
-            best = M.masked_fill(~relevant, float("-inf")).max(1, keepdim=True).values
-            ranks = 1 + ((M >= best) & ~relevant).sum(1).double()
+        ranks = _partner_ranks(M, relevant)
         for k in ks:
             r = float((ranks <= k).double().mean() * 100)
             out[f"{name} R@{k}"] = r
@@ -622,12 +635,6 @@ def coco_map(preds, targets, n_classes: int | None = None, subsets: dict | None 
              images (one COCOeval.evaluate, one accumulate per subset).
     Classes without a ground-truth object are left out of the mean (COCO's rule); NaN when
     no image (of a subset) has an object."""
-    import contextlib
-    import io
-
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
     P, T = _det_list(preds, "preds", True), _det_list(targets, "targets", False)
     if len(P) != len(T):
         raise ValueError(f"preds and targets must have one entry per image, got {len(P)} and {len(T)}")
@@ -657,9 +664,22 @@ def coco_map(preds, targets, n_classes: int | None = None, subsets: dict | None 
             v = 0.0 if any(i in has_gt for i in idx) else float("nan")
             res[f"map{g}"], res[f"map50{g}"] = v, v
         return res
+    return _run_cocoeval(len(T), anns, rows, C, groups)
+
+
+def _run_cocoeval(n_images: int, anns: list, rows: list, C: int, groups: dict) -> dict[str, float]:
+    """COCOeval (bbox) on ground-truth ``anns`` and detection ``rows`` of ``n_images`` images:
+    ``map``/``map50`` overall and per group of image indices (see `coco_map`)."""
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    res: dict[str, float] = {}
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO()
-        gt.dataset = {"images": [{"id": i + 1} for i in range(len(T))], "annotations": anns,
+        gt.dataset = {"images": [{"id": i + 1} for i in range(n_images)], "annotations": anns,
                       "categories": [{"id": c + 1} for c in range(C)]}
         gt.createIndex()
         dt = gt.loadRes(np.concatenate(rows, 0))

@@ -235,6 +235,25 @@ def _new_run_dir(runs: Path) -> Path:
     return run_dir
 
 
+def _write_notebook(run_dir: Path, nb: Path, r: dict) -> NotebookResult:
+    """Write one job's executed notebook, its offline page and its claim rows into the run."""
+    import pandas as pd
+
+    from .claims import COLUMNS
+    from .report import export_html
+
+    target, html_path, error = run_dir / nb.name, None, r["error"]
+    if r["notebook"] is not None:
+        target.write_text(r["notebook"], encoding="utf-8")
+        try:
+            html_path = export_html(target, run_dir)
+        except Exception as exc:  # noqa: BLE001
+            error = (error + "; " if error else "") + f"HTML conversion failed: {_error_text(exc)}"
+    claims = pd.DataFrame(r["claims"], columns=COLUMNS)
+    claims.to_csv(run_dir / "claims" / f"{nb.stem}.csv", index=False)
+    return NotebookResult(nb.stem, r["status"], r["seconds"], target, html_path, error, claims)
+
+
 def reproduce(profile: str = "quick", seeds: list[int] | None = None, notebooks: str | None = None,
               out: str | os.PathLike = "runs", only: list[str] | None = None, timeout: int | None = None,
               progress: bool = True, threads: int = 1, params: dict | None = None,
@@ -253,7 +272,7 @@ def reproduce(profile: str = "quick", seeds: list[int] | None = None, notebooks:
     import pandas as pd
 
     from .claims import COLUMNS
-    from .report import export_html, run_metadata, write_report
+    from .report import run_metadata, write_report
 
     out, data_dir = _check_args(profile, timeout, threads, out, data_dir, executor, gpus_per_notebook,
                                 cpus_per_notebook)
@@ -280,19 +299,7 @@ def reproduce(profile: str = "quick", seeds: list[int] | None = None, notebooks:
     runner = (_run_local(jobs, progress) if executor == "local"
               else _run_ray(jobs, progress, address, gpus_per_notebook, cpus_per_notebook))
     by_name = {r["name"]: r for r in runner}
-    results = []
-    for nb in nbs:                                      # the driver writes every file, in notebook order
-        r = by_name[nb.stem]
-        target, html_path, error = run_dir / nb.name, None, r["error"]
-        if r["notebook"] is not None:
-            target.write_text(r["notebook"], encoding="utf-8")
-            try:
-                html_path = export_html(target, run_dir)
-            except Exception as exc:  # noqa: BLE001
-                error = (error + "; " if error else "") + f"HTML conversion failed: {_error_text(exc)}"
-        claims = pd.DataFrame(r["claims"], columns=COLUMNS)
-        claims.to_csv(run_dir / "claims" / f"{nb.stem}.csv", index=False)
-        results.append(NotebookResult(nb.stem, r["status"], r["seconds"], target, html_path, error, claims))
+    results = [_write_notebook(run_dir, nb, by_name[nb.stem]) for nb in nbs]   # the driver writes, in order
     frames = [r.claims for r in results if len(r.claims)]
     claims = pd.concat(frames, ignore_index=True)[COLUMNS] if frames else pd.DataFrame(columns=COLUMNS)
     claims.to_csv(run_dir / "claims.csv", index=False)

@@ -695,6 +695,49 @@ def sweep_figure(frame: pd.DataFrame, names: Sequence[str], metric: str, title: 
 # Notebooks 00-03, teaching (issue 13): side-by-side maps, a diagram, 3-D toy batches.
 
 
+def _embedding_panels(panels: dict) -> list:
+    """(title, xy [N, 2], color [N], colour name, categorical?) per panel, checked."""
+    items = []
+    for name, spec in panels.items():
+        if not isinstance(spec, (tuple, list)) or len(spec) not in (2, 3):
+            raise ValueError(f"panel {name!r} must be (xy, color) or (xy, color, color name), got {type(spec).__name__}")
+        xy, color = np.asarray(spec[0], dtype=float), np.asarray(spec[1])
+        cname = str(spec[2]) if len(spec) == 3 else "label"
+        if xy.ndim != 2 or xy.shape[1] != 2 or len(xy) != len(color):
+            raise ValueError(f"panel {name!r}: xy must be [N, 2] and color [N]; got {xy.shape} and {color.shape}")
+        items.append((str(name), xy, color, cname, not np.issubdtype(color.dtype, np.floating)))
+    return items
+
+
+def _categorical_traces(fig, go, xy, color, cname, cats, palettes, shown: set, r: int, c: int) -> None:
+    """One trace per category of one panel; a category's colour and legend entry are shared
+    by every panel (``shown``: legend entries drawn so far)."""
+    col_s = color.astype(str)
+    pal = palettes[list(cats).index(cname) % len(palettes)]   # another colour name, other colours
+    for v in cats[cname]:
+        sel = col_s == v
+        if not sel.any():
+            continue
+        key = (cname, v)
+        fig.add_trace(go.Scatter(x=xy[sel, 0], y=xy[sel, 1], mode="markers", name=f"{cname}={v}",
+                                 legendgroup=f"{cname}={v}", showlegend=key not in shown,
+                                 marker=dict(size=4, opacity=0.75, color=pal[cats[cname].index(v) % len(pal)])),
+                      row=r, col=c)
+        shown.add(key)
+
+
+def _continuous_trace(fig, go, xy, color, cname, r: int, c: int) -> None:
+    """One panel coloured by a number, with its colour bar beside the panel."""
+    xa = fig.get_subplot(r, c).xaxis.domain
+    ya = fig.get_subplot(r, c).yaxis.domain
+    fig.add_trace(go.Scatter(x=xy[:, 0], y=xy[:, 1], mode="markers", name=cname, showlegend=False,
+                             marker=dict(size=4, opacity=0.8, color=color.astype(float), colorscale="Viridis",
+                                         colorbar=dict(title=dict(text=cname, side="right"), x=xa[1] + 0.005,
+                                                       xanchor="left", y=(ya[0] + ya[1]) / 2,
+                                                       len=(ya[1] - ya[0]), thickness=10))),
+                  row=r, col=c)
+
+
 def embedding_grid_figure(panels: dict, cols: int = 2, title: str = "", panel_px: int = 340,
                           max_width: int = 980):
     """2-D maps side by side: ``panels = {panel title: (xy [N, 2], color [N], color name)}``
@@ -708,15 +751,7 @@ def embedding_grid_figure(panels: dict, cols: int = 2, title: str = "", panel_px
     go = _go()
     if not panels:
         raise ValueError("embedding_grid_figure needs at least one {title: (xy, color[, name])}")
-    items = []
-    for name, spec in panels.items():
-        if not isinstance(spec, (tuple, list)) or len(spec) not in (2, 3):
-            raise ValueError(f"panel {name!r} must be (xy, color) or (xy, color, color name), got {type(spec).__name__}")
-        xy, color = np.asarray(spec[0], dtype=float), np.asarray(spec[1])
-        cname = str(spec[2]) if len(spec) == 3 else "label"
-        if xy.ndim != 2 or xy.shape[1] != 2 or len(xy) != len(color):
-            raise ValueError(f"panel {name!r}: xy must be [N, 2] and color [N]; got {xy.shape} and {color.shape}")
-        items.append((str(name), xy, color, cname, not np.issubdtype(color.dtype, np.floating)))
+    items = _embedding_panels(panels)
     cols = max(1, min(int(cols), len(items)))
     rows = -(-len(items) // cols)
     px_ = int(min(panel_px, (max_width - 200) / cols))
@@ -736,27 +771,9 @@ def embedding_grid_figure(panels: dict, cols: int = 2, title: str = "", panel_px
     for k, (name, xy, color, cname, is_cat) in enumerate(items):
         r, c = k // cols + 1, k % cols + 1
         if is_cat:
-            col_s = color.astype(str)
-            pal = palettes[list(cats).index(cname) % len(palettes)]   # another colour name, other colours
-            for v in cats[cname]:
-                sel = col_s == v
-                if not sel.any():
-                    continue
-                key = (cname, v)
-                fig.add_trace(go.Scatter(x=xy[sel, 0], y=xy[sel, 1], mode="markers", name=f"{cname}={v}",
-                                         legendgroup=f"{cname}={v}", showlegend=key not in shown,
-                                         marker=dict(size=4, opacity=0.75, color=pal[cats[cname].index(v) % len(pal)])),
-                              row=r, col=c)
-                shown.add(key)
+            _categorical_traces(fig, go, xy, color, cname, cats, palettes, shown, r, c)
         else:
-            xa = fig.get_subplot(r, c).xaxis.domain
-            ya = fig.get_subplot(r, c).yaxis.domain
-            fig.add_trace(go.Scatter(x=xy[:, 0], y=xy[:, 1], mode="markers", name=cname, showlegend=False,
-                                     marker=dict(size=4, opacity=0.8, color=color.astype(float), colorscale="Viridis",
-                                                 colorbar=dict(title=dict(text=cname, side="right"), x=xa[1] + 0.005,
-                                                               xanchor="left", y=(ya[0] + ya[1]) / 2,
-                                                               len=(ya[1] - ya[0]), thickness=10))),
-                          row=r, col=c)
+            _continuous_trace(fig, go, xy, color, cname, r, c)
         anchor = f"x{k + 1 if k else ''}"
         fig.update_yaxes(scaleanchor=anchor, scaleratio=1, constrain="domain", showticklabels=False, row=r, col=c)
         fig.update_xaxes(constrain="domain", showticklabels=False, row=r, col=c)

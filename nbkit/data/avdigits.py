@@ -277,6 +277,35 @@ def verify_avdigits(path: str | os.PathLike | None = None) -> Path:
     return p
 
 
+def _stratified_rows(labels: np.ndarray, n: int | None, seed: int) -> np.ndarray:
+    """All rows, or a class-stratified random subset of ``n`` of them (seeded), sorted."""
+    N = len(labels)
+    if n is None:
+        return np.arange(N)
+    if not 10 <= n <= N:
+        raise ValueError(f"n must be an integer between 10 and {N} (samples in the file), got {n}")
+    rng = np.random.default_rng(int(seed))
+    per = np.bincount(labels, minlength=10) * int(n) / N
+    take = np.floor(per).astype(int)
+    take[np.argsort(-(per - take), kind="stable")[: int(n) - take.sum()]] += 1
+    return np.sort(np.concatenate([rng.permutation(np.nonzero(labels == c)[0])[:k] for c, k in enumerate(take)]))
+
+
+def _factors(z, idx: np.ndarray, y: torch.Tensor) -> dict:
+    """The known attributes of the chosen rows (digit, voice, accent, gender, speed, pitch,
+    spoken duration in s, row index in the file)."""
+    return {
+        "digit": y.clone(),
+        "voice": torch.from_numpy(z["voice"][idx].astype(np.int64)),
+        "accent": torch.from_numpy(z["accent"][idx].astype(np.int64)),
+        "gender": torch.from_numpy(z["gender"][idx].astype(np.int64)),
+        "speed": torch.from_numpy(z["speed"][idx].astype(np.float32)),
+        "pitch": torch.from_numpy(z["pitch"][idx].astype(np.float32)),
+        "duration": torch.from_numpy(z["n_word_frames"][idx].astype(np.float32) * FEATURES["hop_ms"] / 1000.0),
+        "index": torch.from_numpy(idx.astype(np.int64)),
+    }
+
+
 def load_avdigits(path: str | os.PathLike | None = None, image_noise: float = 0.0, seed: int = 0,
                   audio: str = "sequence", standardize_audio: bool = True, n: int | None = None,
                   check: bool = True) -> MultimodalDataset:
@@ -305,16 +334,7 @@ def load_avdigits(path: str | os.PathLike | None = None, image_noise: float = 0.
     check_choice("check", check, (True, False))
     p = verify_avdigits(path) if check else avdigits_path(path)
     z = _read(p)
-    N = len(z["label"])
-    idx = np.arange(N)
-    if n is not None:
-        if not 10 <= n <= N:
-            raise ValueError(f"n must be an integer between 10 and {N} (samples in the file), got {n}")
-        rng = np.random.default_rng(int(seed))
-        per = np.bincount(z["label"], minlength=10) * int(n) / N
-        take = np.floor(per).astype(int)
-        take[np.argsort(-(per - take), kind="stable")[: int(n) - take.sum()]] += 1
-        idx = np.sort(np.concatenate([rng.permutation(np.nonzero(z["label"] == c)[0])[:k] for c, k in enumerate(take)]))
+    idx = _stratified_rows(z["label"], n, seed)
     img = torch.from_numpy(z["image"][idx].reshape(len(idx), -1).astype(np.float32) / 255.0)
     if image_noise > 0:
         g = torch.Generator().manual_seed(int(seed))
@@ -328,16 +348,7 @@ def load_avdigits(path: str | os.PathLike | None = None, image_noise: float = 0.
     if audio == "flat":
         au = au.reshape(len(idx), -1)
     y = torch.from_numpy(z["label"][idx].astype(np.int64))
-    factors = {
-        "digit": y.clone(),
-        "voice": torch.from_numpy(z["voice"][idx].astype(np.int64)),
-        "accent": torch.from_numpy(z["accent"][idx].astype(np.int64)),
-        "gender": torch.from_numpy(z["gender"][idx].astype(np.int64)),
-        "speed": torch.from_numpy(z["speed"][idx].astype(np.float32)),
-        "pitch": torch.from_numpy(z["pitch"][idx].astype(np.float32)),
-        "duration": torch.from_numpy(z["n_word_frames"][idx].astype(np.float32) * FEATURES["hop_ms"] / 1000.0),
-        "index": torch.from_numpy(idx.astype(np.int64)),
-    }
+    factors = _factors(z, idx, y)
     meta = json.loads(str(z["meta"]))
     info = dict(source=str(p), image_noise=float(image_noise), seed=int(seed), audio=audio,
                 standardize_audio=bool(standardize_audio), voice_names=[str(v) for v in z["voice_names"]],

@@ -170,63 +170,10 @@ class MultimodalDataset:
         class_names: Sequence[str] | None = None,
         info: dict | None = None,
     ):
-        if not isinstance(x, Mapping) or len(x) < 1:
-            raise ValueError(f"x must be a non-empty dict {{modality name: tensor [N, ...]}}, got "
-                             f"{type(x).__name__ if not isinstance(x, Mapping) else 'an empty dict'}")
-        for m in x:
-            if not isinstance(m, str) or m == "":
-                raise ValueError(f"modality names (the keys of x) must be non-empty strings, got {m!r}")
-        x = {m: _as_tensor(f"x[{m!r}]", t) for m, t in x.items()}
-        y = _as_tensor("y", y)
-        if y.ndim != 1:
-            raise ValueError(f"y must have shape [N], got {tuple(y.shape)}")
-        y = _labels("y", y)
+        x, y = _check_x_y(x, y)
         n = y.shape[0]
-        for m, t in x.items():
-            if t.ndim < 2:
-                raise ValueError(
-                    f"x[{m!r}] must have shape [N, D] or [N, T, D], got {tuple(t.shape)}"
-                )
-            if t.shape[0] != n:
-                raise ValueError(f"x[{m!r}] has {t.shape[0]} samples but y has {n}")
-            if t.numel() == 0:
-                raise ValueError(f"x[{m!r}] is empty (shape {tuple(t.shape)})")
-            x[m] = t = _features(f"x[{m!r}]", t)
-            check_finite(f"x[{m!r}]", t)
-        if class_names is not None:
-            if isinstance(class_names, (str, bytes)) or not isinstance(class_names, Sequence):
-                raise TypeError(f"class_names must be a list of names, one per class, got {class_names!r}")
-            class_names = [str(c) for c in class_names]
-            if len(class_names) < 2 or len(set(class_names)) != len(class_names):
-                raise ValueError(f"class_names must be >= 2 distinct names, got {class_names}")
-        if y.is_floating_point():
-            check_finite("y", y)
-            if class_names is not None:
-                raise TypeError(f"y must hold integer class labels when class_names are given, got {y.dtype} "
-                                f"(float y means regression targets); convert with y.long()")
-        elif n:
-            lo, hi = int(y.min()), int(y.max())
-            top = len(class_names) if class_names is not None else None
-            if lo < 0 or (top is not None and hi >= top):
-                allowed = f"0..{top - 1} (one per class name)" if top is not None else ">= 0"
-                raise ValueError(f"y must hold class labels in {allowed}, got labels from {lo} to {hi}"
-                                 + (" (-100 is not a 'missing' code here: drop those rows)" if lo == -100 else ""))
-        if present is None:
-            present = torch.ones(n, len(x), dtype=torch.bool)
-        present = _as_tensor("present", present)
-        if tuple(present.shape) != (n, len(x)):
-            raise ValueError(f"present must have shape [{n}, {len(x)}], got {tuple(present.shape)}")
-        if present.dtype != torch.bool:
-            if present.is_complex() or not ((present == 0) | (present == 1)).all():
-                raise ValueError(f"present must be a bool mask (or 0/1 values), got {present.dtype} with values "
-                                 f"{sorted(set(present.flatten().tolist()))[:5]}")
-            present = present != 0
-        empty = ~present.any(1)
-        if bool(empty.any()):
-            rows = torch.nonzero(empty).flatten()
-            raise ValueError(f"present marks {len(rows)} samples with no modality at all (rows "
-                             f"{rows[:5].tolist()}{'...' if len(rows) > 5 else ''}); a sample without input has "
-                             f"no prediction to score: drop those rows")
+        class_names = _check_class_names(class_names, y)
+        present = _check_present(present, n, len(x))
         if factors is not None and not isinstance(factors, Mapping):
             raise TypeError(f"factors must be a dict {{name: tensor [N, ...]}}, got {type(factors).__name__}")
         factors = {str(k): _as_tensor(f"factors[{k!r}]", v) for k, v in (factors or {}).items()}
@@ -375,3 +322,75 @@ class MultimodalDataset:
         dims = ", ".join(f"{m}: {list(s)}" for m, s in self.dims().items())
         miss = 1 - self.present.float().mean().item()
         return f"MultimodalDataset({self.name!r}, n={len(self)}, {dims}, missing={miss:.1%})"
+
+
+def _check_x_y(x, y) -> tuple[dict, Tensor]:
+    """Features and labels as tensors of the dtypes the models expect (see `_features`,
+    `_labels`), one row per sample, finite."""
+    if not isinstance(x, Mapping) or len(x) < 1:
+        raise ValueError(f"x must be a non-empty dict {{modality name: tensor [N, ...]}}, got "
+                         f"{type(x).__name__ if not isinstance(x, Mapping) else 'an empty dict'}")
+    for m in x:
+        if not isinstance(m, str) or m == "":
+            raise ValueError(f"modality names (the keys of x) must be non-empty strings, got {m!r}")
+    x = {m: _as_tensor(f"x[{m!r}]", t) for m, t in x.items()}
+    y = _as_tensor("y", y)
+    if y.ndim != 1:
+        raise ValueError(f"y must have shape [N], got {tuple(y.shape)}")
+    y = _labels("y", y)
+    n = y.shape[0]
+    for m, t in x.items():
+        if t.ndim < 2:
+            raise ValueError(f"x[{m!r}] must have shape [N, D] or [N, T, D], got {tuple(t.shape)}")
+        if t.shape[0] != n:
+            raise ValueError(f"x[{m!r}] has {t.shape[0]} samples but y has {n}")
+        if t.numel() == 0:
+            raise ValueError(f"x[{m!r}] is empty (shape {tuple(t.shape)})")
+        x[m] = t = _features(f"x[{m!r}]", t)
+        check_finite(f"x[{m!r}]", t)
+    return x, y
+
+
+def _check_class_names(class_names, y: Tensor) -> list[str] | None:
+    """Distinct class names, and labels that index them (no negative label: -100 is not a
+    'missing' code here)."""
+    if class_names is not None:
+        if isinstance(class_names, (str, bytes)) or not isinstance(class_names, Sequence):
+            raise TypeError(f"class_names must be a list of names, one per class, got {class_names!r}")
+        class_names = [str(c) for c in class_names]
+        if len(class_names) < 2 or len(set(class_names)) != len(class_names):
+            raise ValueError(f"class_names must be >= 2 distinct names, got {class_names}")
+    if y.is_floating_point():
+        check_finite("y", y)
+        if class_names is not None:
+            raise TypeError(f"y must hold integer class labels when class_names are given, got {y.dtype} "
+                            f"(float y means regression targets); convert with y.long()")
+    elif len(y):
+        lo, hi = int(y.min()), int(y.max())
+        top = len(class_names) if class_names is not None else None
+        if lo < 0 or (top is not None and hi >= top):
+            allowed = f"0..{top - 1} (one per class name)" if top is not None else ">= 0"
+            raise ValueError(f"y must hold class labels in {allowed}, got labels from {lo} to {hi}"
+                             + (" (-100 is not a 'missing' code here: drop those rows)" if lo == -100 else ""))
+    return class_names
+
+
+def _check_present(present, n: int, m: int) -> Tensor:
+    """A bool [n, m] mask (0/1 values converted); every sample has at least one modality."""
+    if present is None:
+        present = torch.ones(n, m, dtype=torch.bool)
+    present = _as_tensor("present", present)
+    if tuple(present.shape) != (n, m):
+        raise ValueError(f"present must have shape [{n}, {m}], got {tuple(present.shape)}")
+    if present.dtype != torch.bool:
+        if present.is_complex() or not ((present == 0) | (present == 1)).all():
+            raise ValueError(f"present must be a bool mask (or 0/1 values), got {present.dtype} with values "
+                             f"{sorted(set(present.flatten().tolist()))[:5]}")
+        present = present != 0
+    empty = ~present.any(1)
+    if bool(empty.any()):
+        rows = torch.nonzero(empty).flatten()
+        raise ValueError(f"present marks {len(rows)} samples with no modality at all (rows "
+                         f"{rows[:5].tolist()}{'...' if len(rows) > 5 else ''}); a sample without input has "
+                         f"no prediction to score: drop those rows")
+    return present

@@ -41,6 +41,33 @@ def _std(z: torch.Tensor) -> torch.Tensor:
     return (z - z.mean(0)) / (z.std(0) + 1e-6)
 
 
+def _semantic_part(g, c, d: int, m: int, per_factor: int):
+    """Which factor each of the ``d`` dimensions carries (-1: none; ``per_factor`` dimensions
+    per shared factor, at random places) and the dimensions' values: modality ``m``'s own
+    monotone map of (gain * factor + offset), standardised, with a random sign."""
+    n, k_shared = c.shape
+    f = torch.full((d,), -1, dtype=torch.long)
+    pos = torch.randperm(d, generator=g)[: k_shared * per_factor]
+    f[pos] = torch.arange(k_shared).repeat_interleave(per_factor)
+    gain = 0.7 + 1.3 * torch.rand(d, generator=g)
+    off = 0.6 * torch.rand(d, generator=g) - 0.3
+    sign = torch.where(torch.rand(d, generator=g) < 0.5, -1.0, 1.0)
+    sem = torch.zeros(n, d)
+    has = f >= 0
+    sem[:, has] = _std(sign[has] * _MAPS[m](gain[has] * c[:, f[has]] + off[has]))
+    return f, sem
+
+
+def _nuisance_part(g, nu, d: int):
+    """The modality's own nuisances through a random tanh network into ``d`` dimensions, standardised."""
+    k_nuisance = nu.shape[1]
+    hidden = max(32, 2 * d)
+    w1 = torch.randn(k_nuisance, hidden, generator=g) * (1.5 / math.sqrt(k_nuisance))
+    b1 = torch.randn(hidden, generator=g) * 0.1
+    w2 = torch.randn(hidden, d, generator=g) / math.sqrt(hidden)
+    return _std(torch.tanh(nu @ w1 + b1) @ w2)
+
+
 def make_paired_embeddings(n: int = 2000, dims: int | Sequence[int] = 32, k_shared: int = 8, per_factor: int = 2,
                            k_nuisance: int = 8, nuisance_scale: float = 1.0, noise: float = 0.1,
                            n_classes: int = 4, names: Sequence[str] = ("image", "text"),
@@ -79,21 +106,9 @@ def make_paired_embeddings(n: int = 2000, dims: int | Sequence[int] = 32, k_shar
     y = (c @ w_y).argmax(1)
     x, factors, factor_of_dim = {}, {"shared": c}, {}
     for m, (name, d) in enumerate(zip(names, dims)):
-        f = torch.full((d,), -1, dtype=torch.long)
-        pos = torch.randperm(d, generator=g)[: k_shared * per_factor]
-        f[pos] = torch.arange(k_shared).repeat_interleave(per_factor)
-        gain = 0.7 + 1.3 * torch.rand(d, generator=g)
-        off = 0.6 * torch.rand(d, generator=g) - 0.3
-        sign = torch.where(torch.rand(d, generator=g) < 0.5, -1.0, 1.0)
-        sem = torch.zeros(n, d)
-        has = f >= 0
-        sem[:, has] = _std(sign[has] * _MAPS[m](gain[has] * c[:, f[has]] + off[has]))
+        f, sem = _semantic_part(g, c, d, m, per_factor)
         nu = torch.randn(n, k_nuisance, generator=g)
-        hidden = max(32, 2 * d)
-        w1 = torch.randn(k_nuisance, hidden, generator=g) * (1.5 / math.sqrt(k_nuisance))
-        b1 = torch.randn(hidden, generator=g) * 0.1
-        w2 = torch.randn(hidden, d, generator=g) / math.sqrt(hidden)
-        nuis = _std(torch.tanh(nu @ w1 + b1) @ w2)
+        nuis = _nuisance_part(g, nu, d)
         x[name] = (sem + nuisance_scale * nuis + noise * torch.randn(n, d, generator=g)).float()
         factors[f"private/{name}"] = nu
         factor_of_dim[name] = f

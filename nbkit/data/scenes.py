@@ -118,6 +118,47 @@ def _smooth_field(g: torch.Generator, n: int, channels: int, size: int) -> Tenso
     return F.interpolate(coarse, size=(size, size), mode="bilinear", align_corners=False)
 
 
+def _layouts(rng, n: int, size: int, K: int, n_classes: int, lo: float, hi: float):
+    """Boxes [n, K, 4] and labels [n, K] (-1: no object) of n scenes with 1..K objects each."""
+    boxes_np = np.zeros((n, K, 4), dtype=np.float32)
+    labels_np = np.full((n, K), -1, dtype=np.int64)
+    gap = max(1, size // 16)
+    for i in range(n):
+        k = int(rng.integers(1, K + 1))
+        cls = rng.integers(0, n_classes, size=k)
+        bs = _place(rng, size, k, cls, lo, hi, gap)
+        if bs:
+            boxes_np[i, :len(bs)] = bs
+            labels_np[i, :len(bs)] = cls[:len(bs)]
+    return torch.from_numpy(boxes_np), torch.from_numpy(labels_np)
+
+
+def _render(g, boxes, labels, night, size: int, q: float, night_contrast: float, night_noise: float):
+    """The RGB image (smooth background, painted objects; dark and noisy at night) and the
+    thermal image (ambient plus blurred heat blobs; blur and noise fall with quality ``q``)."""
+    n, K = labels.shape
+    masks = _masks(boxes, labels, size)                                         # [N, K, H, W]
+    lab = labels.clamp_min(0)
+    # ---- RGB: smooth coloured background, objects painted over it
+    bg = 0.5 + 0.15 * _smooth_field(g, n, 3, size) + 0.1 * (torch.rand(n, 3, 1, 1, generator=g) - 0.5)
+    colour = torch.tensor(CLASS_RGB)[lab] + 0.08 * (torch.rand(n, K, 3, generator=g) - 0.5)   # [N, K, 3]
+    cover = masks.sum(1, keepdim=True).clamp(max=1)                             # [N, 1, H, W]
+    paint = torch.einsum("nkhw,nkc->nchw", masks, colour)
+    rgb = bg * (1 - cover) + paint
+    scale = torch.where(night, night_contrast, 1.0).view(n, 1, 1, 1)
+    noise = torch.where(night, night_noise, 0.03).view(n, 1, 1, 1)
+    rgb = rgb * scale + noise * torch.randn(rgb.shape, generator=g)
+    # ---- thermal: ambient + blurred heat blobs
+    ambient = torch.where(night, 0.2, 0.35).view(n, 1, 1, 1) + 0.05 * _smooth_field(g, n, 1, size)
+    heat = torch.tensor(CLASS_HEAT)[lab] * (labels >= 0)                        # [N, K]
+    blobs = (masks * heat.view(n, K, 1, 1)).amax(1, keepdim=True)               # [N, 1, H, W]
+    sigma = (3.0 - 2.0 * q) * size / 64                                         # pixels, scaled with the image
+    amp = 0.4 + 0.6 * q
+    thermal = ambient + amp * _blur(blobs, sigma) + (0.03 + 0.2 * (1 - q)) * torch.randn(n, 1, size, size, generator=g)
+
+    return rgb, thermal
+
+
 def make_scenes(n: int = 1200, size: int = 32, night_fraction: float = 0.5, thermal_quality: float = 0.7,
                 n_classes: int = 3, max_objects: int = 3, seed: int = 0, night_contrast: float = 0.25,
                 night_noise: float = 0.12, object_scale: Sequence[float] = (0.22, 0.40)) -> MultimodalDataset:
@@ -149,39 +190,11 @@ def make_scenes(n: int = 1200, size: int = 32, night_fraction: float = 0.5, ther
     rng = np.random.default_rng(seed)
     g = torch.Generator().manual_seed(seed)
     K = max_objects
-    boxes_np = np.zeros((n, K, 4), dtype=np.float32)
-    labels_np = np.full((n, K), -1, dtype=np.int64)
-    gap = max(1, size // 16)
-    for i in range(n):
-        k = int(rng.integers(1, K + 1))
-        cls = rng.integers(0, n_classes, size=k)
-        bs = _place(rng, size, k, cls, lo, hi, gap)
-        if bs:
-            boxes_np[i, :len(bs)] = bs
-            labels_np[i, :len(bs)] = cls[:len(bs)]
-    boxes, labels = torch.from_numpy(boxes_np), torch.from_numpy(labels_np)
+    boxes, labels = _layouts(rng, n, size, K, n_classes, lo, hi)
     count = (labels >= 0).sum(1)
     night = torch.from_numpy(rng.random(n) < night_fraction)
 
-    masks = _masks(boxes, labels, size)                                         # [N, K, H, W]
-    lab = labels.clamp_min(0)
-    # ---- RGB: smooth coloured background, objects painted over it
-    bg = 0.5 + 0.15 * _smooth_field(g, n, 3, size) + 0.1 * (torch.rand(n, 3, 1, 1, generator=g) - 0.5)
-    colour = torch.tensor(CLASS_RGB)[lab] + 0.08 * (torch.rand(n, K, 3, generator=g) - 0.5)   # [N, K, 3]
-    cover = masks.sum(1, keepdim=True).clamp(max=1)                             # [N, 1, H, W]
-    paint = torch.einsum("nkhw,nkc->nchw", masks, colour)
-    rgb = bg * (1 - cover) + paint
-    scale = torch.where(night, night_contrast, 1.0).view(n, 1, 1, 1)
-    noise = torch.where(night, night_noise, 0.03).view(n, 1, 1, 1)
-    rgb = rgb * scale + noise * torch.randn(rgb.shape, generator=g)
-    # ---- thermal: ambient + blurred heat blobs
-    ambient = torch.where(night, 0.2, 0.35).view(n, 1, 1, 1) + 0.05 * _smooth_field(g, n, 1, size)
-    heat = torch.tensor(CLASS_HEAT)[lab] * (labels >= 0)                        # [N, K]
-    blobs = (masks * heat.view(n, K, 1, 1)).amax(1, keepdim=True)               # [N, 1, H, W]
-    sigma = (3.0 - 2.0 * q) * size / 64                                         # pixels, scaled with the image
-    amp = 0.4 + 0.6 * q
-    thermal = ambient + amp * _blur(blobs, sigma) + (0.03 + 0.2 * (1 - q)) * torch.randn(n, 1, size, size, generator=g)
-
+    rgb, thermal = _render(g, boxes, labels, night, size, q, night_contrast, night_noise)
     areas = (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1]) * (labels >= 0)
     y = labels.gather(1, areas.argmax(1, keepdim=True)).squeeze(1)
     desc = (f"procedural RGB+thermal scenes n={n} size={size} night_fraction={night_fraction:g} "

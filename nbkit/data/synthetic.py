@@ -34,6 +34,42 @@ def _mixer(k_in: int, d_out: int, hidden: int, g: torch.Generator):
     return lambda z: torch.tanh(z @ w1 + b1) @ w2
 
 
+def _time_code(T: int) -> torch.Tensor:
+    """[T, 4] sin/cos of two slow frequencies (the sequence option's time signal); [1, 0] when T = 1."""
+    k_pos = 4 if T > 1 else 0
+    t = torch.arange(T, dtype=torch.float32)[:, None]
+    freqs = torch.tensor([1.0, 2.0]) * (math.pi / max(T, 2))
+    return torch.cat([torch.sin(t * freqs), torch.cos(t * freqs)], 1)[:, :k_pos]
+
+
+def _per_modality(M: int, names, dims, snr) -> tuple[list[str], list[int], list[float]]:
+    """Names, feature sizes and SNRs of the M modalities (one value for all, or one each)."""
+    if names is None:
+        names = [f"m{i + 1}" for i in range(M)]
+    elif isinstance(names, (str, bytes)) or not isinstance(names, Sequence):
+        raise TypeError(f"names must be a list of {M} modality names, got {names!r}")
+    names = [str(s) for s in names]
+    if len(names) != M or len(set(names)) != M or "" in names:
+        raise ValueError(f"names must be {M} distinct non-empty modality names, got {names}")
+    if isinstance(dims, (str, bytes)) or not isinstance(dims, (numbers.Real, Sequence)):
+        raise TypeError(f"dims must be an int or {M} ints, got {dims!r}")
+    if isinstance(dims, numbers.Real):
+        dims = [check_int("dims", dims, 1)] * M
+    else:
+        dims = [check_int(f"dims[{i}]", d, 1) for i, d in enumerate(dims)]
+    if isinstance(snr, (str, bytes)) or not isinstance(snr, (numbers.Real, Sequence)):
+        raise TypeError(f"snr must be a positive number or {M} positive numbers, got {snr!r}")
+    if isinstance(snr, numbers.Real):
+        snr = [check_number("snr", snr, 0.0, lo_open=True, finite=False)] * M
+    else:
+        snr = [check_number(f"snr[{i}]", v, 0.0, lo_open=True, finite=False) for i, v in enumerate(snr)]
+    if len(dims) != M:
+        raise ValueError(f"dims must be an int or {M} ints, got {dims}")
+    if len(snr) != M:
+        raise ValueError(f"snr must be a positive number or {M} positive numbers, got {snr}")
+    return names, dims, snr
+
+
 def make_synthetic(
     n: int = 2000,
     n_modalities: int = 2,
@@ -63,29 +99,7 @@ def make_synthetic(
     seed = check_int("seed", seed)
     # snr = inf: no noise at all (allowed); private_scale 0 switches the private factors off
     private_scale = check_number("private_scale", private_scale, 0.0)
-    if names is None:
-        names = [f"m{i + 1}" for i in range(M)]
-    elif isinstance(names, (str, bytes)) or not isinstance(names, Sequence):
-        raise TypeError(f"names must be a list of {M} modality names, got {names!r}")
-    names = [str(s) for s in names]
-    if len(names) != M or len(set(names)) != M or "" in names:
-        raise ValueError(f"names must be {M} distinct non-empty modality names, got {names}")
-    if isinstance(dims, (str, bytes)) or not isinstance(dims, (numbers.Real, Sequence)):
-        raise TypeError(f"dims must be an int or {M} ints, got {dims!r}")
-    if isinstance(dims, numbers.Real):
-        dims = [check_int("dims", dims, 1)] * M
-    else:
-        dims = [check_int(f"dims[{i}]", d, 1) for i, d in enumerate(dims)]
-    if isinstance(snr, (str, bytes)) or not isinstance(snr, (numbers.Real, Sequence)):
-        raise TypeError(f"snr must be a positive number or {M} positive numbers, got {snr!r}")
-    if isinstance(snr, numbers.Real):
-        snr = [check_number("snr", snr, 0.0, lo_open=True, finite=False)] * M
-    else:
-        snr = [check_number(f"snr[{i}]", v, 0.0, lo_open=True, finite=False) for i, v in enumerate(snr)]
-    if len(dims) != M:
-        raise ValueError(f"dims must be an int or {M} ints, got {dims}")
-    if len(snr) != M:
-        raise ValueError(f"snr must be a positive number or {M} positive numbers, got {snr}")
+    names, dims, snr = _per_modality(M, names, dims, snr)
 
     g = torch.Generator().manual_seed(seed)
     z_s = torch.randn(n, k_shared, generator=g)
@@ -93,10 +107,8 @@ def make_synthetic(
     y = (z_s @ w_y).argmax(1)
     x, factors = {}, {"shared": z_s}
     T = int(seq_len)
-    k_pos = 4 if T > 1 else 0
-    t = torch.arange(T, dtype=torch.float32)[:, None]
-    freqs = torch.tensor([1.0, 2.0]) * (math.pi / max(T, 2))
-    pos = torch.cat([torch.sin(t * freqs), torch.cos(t * freqs)], 1)[:, :k_pos]  # [T, k_pos]
+    pos = _time_code(T)                                                             # [T, k_pos]
+    k_pos = pos.shape[1]
     for m, d, s in zip(names, dims, snr):
         z_p = torch.randn(n, k_private, generator=g)
         factors[f"private/{m}"] = z_p

@@ -424,16 +424,8 @@ def reading(claims: pd.DataFrame, metrics: pd.DataFrame, summary: pd.DataFrame, 
             train_missing_p: float = 0.0) -> str:
     """Notebook 03's closing "what reproduced and what did not", every number and verdict
     taken from this run's claim rows and frames (so the text cannot drift from the run)."""
-    def row(prefix, dataset_has=None):
-        r = claims[claims.claim.str.startswith(prefix)]
-        if dataset_has is not None:
-            r = r[r.dataset.str.contains(dataset_has, regex=False)]
-        return r.iloc[0] if len(r) else None
-
-    def v(r):
-        return (f"**{r.verdict}** (effect {r.ours_mean:+.2f}, 95% CI [{r.ci_low:+.2f}, {r.ci_high:+.2f}], "
-                f"{int(r.n_seeds)} seeds)")
-
+    row = (lambda prefix, dataset_has=None: _claim_row(claims, prefix, dataset_has))
+    v = _verdict_words
     drop = "drop at p=0.5"
     out = []
     ld, lo = row("L_dec helps"), row("L_orth helps")
@@ -473,12 +465,31 @@ def reading(claims: pd.DataFrame, metrics: pd.DataFrame, summary: pd.DataFrame, 
         out.append(f"- **Missing modalities, avdigits.** The same claim: {v(av)}. "
                    + read_avdigits(av_summary, ["DSRSD (full)", "MM-late"]))
     if gates is not None:
-        rho = gate_noise_correlation(gates).set_index("noisy_modality").iloc[:, 0]
-        wrong = [m for m in rho.index if rho[m] > 0]
-        out.append("- **Gate vs noise.** Spearman rho between a modality's noise and its own gate: "
-                   + ", ".join(f"{m} {rho[m]:+.2f}" for m in rho.index)
-                   + (f". For {', '.join(wrong)} the gate moves weight TOWARD the corrupted modality: trained on clean "
-                      f"data only, it does not behave like a reliability estimate (the paper itself notes the gate "
-                      f"cannot learn reliability without variation in the training data)." if wrong else
-                      ". Every gate moves weight away from its corrupted modality."))
+        out.append(_read_gate(gates))
     return "\n".join(out)
+
+
+def _claim_row(claims: pd.DataFrame, prefix: str, dataset_has: str | None = None):
+    """The first claim row whose text starts with ``prefix`` (on a data set containing
+    ``dataset_has``), or None."""
+    r = claims[claims.claim.str.startswith(prefix)]
+    if dataset_has is not None:
+        r = r[r.dataset.str.contains(dataset_has, regex=False)]
+    return r.iloc[0] if len(r) else None
+
+
+def _verdict_words(r) -> str:
+    return (f"**{r.verdict}** (effect {r.ours_mean:+.2f}, 95% CI [{r.ci_low:+.2f}, {r.ci_high:+.2f}], "
+            f"{int(r.n_seeds)} seeds)")
+
+
+def _read_gate(gates: pd.DataFrame) -> str:
+    """The gate-vs-noise sentence: each modality's rank correlation between its noise and its gate."""
+    rho = gate_noise_correlation(gates).set_index("noisy_modality").iloc[:, 0]
+    wrong = [m for m in rho.index if rho[m] > 0]
+    return ("- **Gate vs noise.** Spearman rho between a modality's noise and its own gate: "
+            + ", ".join(f"{m} {rho[m]:+.2f}" for m in rho.index)
+            + (f". For {', '.join(wrong)} the gate moves weight TOWARD the corrupted modality: trained on clean "
+               f"data only, it does not behave like a reliability estimate (the paper itself notes the gate "
+               f"cannot learn reliability without variation in the training data)." if wrong else
+               ". Every gate moves weight away from its corrupted modality."))
