@@ -24,9 +24,10 @@ setup: $(STAMP)
 reproduce: setup
 	$(VENV)/bin/nbkit reproduce --profile $(PROFILE) $(ARGS)
 
-## the whole test suite (unit tests, every notebook executed, the browser test)
+## the whole test suite (unit tests, every notebook executed, the browser and Ray tests),
+## two workers (pytest-xdist): every notebook runs on one thread, so both cores are used
 test: setup
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 ## unit tests only (no notebook execution, no browser)
 test-fast: setup

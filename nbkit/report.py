@@ -203,7 +203,7 @@ def scoreboard(claims: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=["paper", *cols, "rows"])
     kinds = claims.assign(kind=claims.verdict.map(_kind))
     tab = kinds.groupby(["paper", "kind"]).size().unstack(fill_value=0).reindex(columns=cols, fill_value=0)
-    tab["rows"] = tab.sum(1)
+    tab["rows"] = tab.sum(axis=1)
     return tab.rename_axis(columns=None).reset_index()
 
 

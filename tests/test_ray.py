@@ -16,7 +16,7 @@ import pytest
 from nbkit.claims import read_claims
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install -e '.[ray]')")
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.xdist_group("ray")]   # one local Ray at a time under -n 2
 CLI = [sys.executable, "-m", "nbkit.cli"]
 
 PROBE = """import os, torch
