@@ -2,7 +2,7 @@
 vector-quantize-pytorch's VectorQuantize (EMA), ResidualVQ and FSQ on identical inputs, in
 the same run: forward + backward of a batch of 2,560 vectors of 256 dimensions into 400 codes
 (RVQ: 4 stages x 400; FSQ: levels [5, 5, 4, 4] = 400 codes, projections 256 <-> 4), training
-mode (codebook EMA updates included). Prints vectors/s, the ratio ours/theirs (goal >= 1.0)
+mode (codebook EMA updates included), timed round-robin. Prints vectors/s, the ratio ours/theirs (goal >= 1.0)
 and the peak memory of one step of each (CUDA: torch.cuda.max_memory_allocated; CPU: torch's
 profiler, the peak of CPU memory allocated by the step's operators).
 
@@ -53,26 +53,34 @@ def step(module, z, is_ours: bool):
     (q.square().mean() + loss).backward()
 
 
-def time_it(module, is_ours: bool, device, repeats: int):
-    module = module.to(device).train()
+def time_pair(pair, device, repeats: int):
+    """vectors/s and peak MiB of each (module, is_ours) in ``pair``, timed round-robin (each
+    repeat times every module once), so a burst of load elsewhere hits both alike."""
     z = torch.randn(1, N, D, device=device, requires_grad=True)
-    for _ in range(3):                                   # warm-up
-        step(module, z, is_ours)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-    times = []
+    mods = [(m.to(device).train(), o) for m, o in pair]
+    for m, o in mods:
+        for _ in range(3):                               # warm-up
+            step(m, z, o)
+    times = [[] for _ in mods]
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        step(module, z, is_ours)
+        for k, (m, o) in enumerate(mods):
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            step(m, z, o)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            times[k].append(time.perf_counter() - t0)
+    out = []
+    for (m, o), ts in zip(mods, times):
         if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    if device.type == "cuda":
-        peak = torch.cuda.max_memory_allocated() / 2**20
-    else:
-        peak = cpu_peak_mib(lambda: step(module, z, is_ours))
-    return N / statistics.median(times), peak
+            torch.cuda.reset_peak_memory_stats()
+            step(m, z, o)
+            peak = torch.cuda.max_memory_allocated() / 2**20
+        else:
+            peak = cpu_peak_mib(lambda: step(m, z, o))
+        out.append((N / statistics.median(ts), peak))
+    return out
 
 
 def cpu_peak_mib(fn) -> float:
@@ -101,13 +109,14 @@ def main():
     print(f"{'quantizer':10s} {'ours vec/s':>12s} {'theirs vec/s':>13s} {'ratio':>6s} {'ours MiB':>9s} {'theirs MiB':>11s}")
     for kind in ("vq", "rvq", "fsq"):
         torch.manual_seed(0)
-        o_rate, o_mem = time_it(ours(kind), True, dev, a.repeats)
+        mine = ours(kind)
+        torch.manual_seed(0)
         th = theirs(kind)
         if th is None:
-            print(f"{kind:10s} {o_rate:12.0f} {'(not installed)':>13s}")
+            (o_rate, o_mem), = time_pair([(mine, True)], dev, a.repeats)
+            print(f"{kind:10s} {o_rate:12.0f} {'(not installed)':>13s} {'':6s} {o_mem:9.1f}")
             continue
-        torch.manual_seed(0)
-        t_rate, t_mem = time_it(th, False, dev, a.repeats)
+        (o_rate, o_mem), (t_rate, t_mem) = time_pair([(mine, True), (th, False)], dev, a.repeats)
         print(f"{kind:10s} {o_rate:12.0f} {t_rate:13.0f} {o_rate / t_rate:6.2f} {o_mem:9.1f} {t_mem:11.1f}")
 
 

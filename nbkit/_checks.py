@@ -115,13 +115,17 @@ def check_pair(name: str, v: Any, lo: float | None = None, hi: float | None = No
 
 
 def check_finite(name: str, t: torch.Tensor) -> torch.Tensor:
-    """A tensor without NaN or inf (integer tensors pass)."""
-    if t.is_floating_point() and not torch.isfinite(t).all():
-        n_nan = int(torch.isnan(t).sum())
-        n_inf = int(torch.isinf(t).sum())
-        raise ValueError(f"{name} must be finite, got {n_nan} NaN and {n_inf} inf values; "
-                         f"clean or impute them first")
-    return t
+    """A tensor without NaN or inf (integer tensors pass). One reduction in the common case:
+    a NaN or inf anywhere makes the sum non-finite, so only a non-finite sum (which a sum of
+    huge finite values can also give) looks at the elements; the elementwise check took a
+    third of an FSQ step on a [2560, 256] batch."""
+    if not t.is_floating_point() or t.numel() == 0:
+        return t
+    with torch.no_grad():
+        if bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all()):
+            return t
+    n_nan, n_inf = int(torch.isnan(t).sum()), int(torch.isinf(t).sum())
+    raise ValueError(f"{name} must be finite, got {n_nan} NaN and {n_inf} inf values; clean or impute them first")
 
 
 def check_batch_size(name: str, n: int, minimum: int = 2) -> None:
