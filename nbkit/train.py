@@ -355,9 +355,11 @@ class Trainer:
         """sum_k w_k term_k over the terms whose weight is not 0 (weights: `loss_weights`,
         then ``extra_weights``). A NaN/inf term raises `TrainingDiverged` (see `_diverged`)."""
         w = {**self.loss_weights(), **(extra_weights or {})}
-        bad = [k for k, v in terms.items() if not torch.isfinite(v).all()]
-        if bad:
-            self._diverged(terms, w, bad)
+        # one reduction and one sync in the common case; the per-term check only on failure
+        if not bool(torch.isfinite(sum(v.detach().float().sum() for v in terms.values()))):
+            bad = [k for k, v in terms.items() if not torch.isfinite(v).all()]
+            if bad:
+                self._diverged(terms, w, bad)
         total = None
         for k, v in terms.items():
             wk = w.get(k, 1.0)

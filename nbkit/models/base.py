@@ -165,8 +165,7 @@ class MultimodalModel(nn.Module):
             raise TypeError(f"y must hold integer class labels for {type(self).__name__} (a classifier), got "
                             f"{y.dtype}; convert with y.long()")
         if y.numel():
-            lo, hi = torch.aminmax(y)
-            lo, hi = int(lo), int(hi)
+            lo, hi = torch.stack(torch.aminmax(y)).tolist()      # one sync
             if lo < 0 or hi >= self.n_classes:
                 raise ValueError(f"y must hold class labels in 0..{self.n_classes - 1} (n_classes={self.n_classes}), "
                                  f"got labels from {lo} to {hi}")
