@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from .data.batch import MultimodalDataset
+from .nn import eval_mode
 
 __all__ = ["accuracy", "auc", "classification_metrics", "collect", "linear_probe", "probe_table",
            "project_2d", "ROBUSTNESS_LEVELS", "robustness_curve", "relative_robustness",
@@ -91,13 +92,11 @@ def collect(model, ds: MultimodalDataset, batch_size: int = 1024, device=None, w
     if not isinstance(ds, MultimodalDataset):
         raise TypeError(f"ds must be a MultimodalDataset, got {type(ds).__name__}")
     batch_size = check_int("batch_size", batch_size, 1)
-    was_training = model.training
-    model.eval()
     device = device or next(model.parameters()).device
     acc: dict[str, Any] = {}
     terms_sum: dict[str, float] = {}
     n_seen = 0
-    try:
+    with eval_mode(model):
         for batch in ds.batches(batch_size):
             b = batch.to(device)
             out = model(b)
@@ -112,8 +111,6 @@ def collect(model, ds: MultimodalDataset, batch_size: int = 1024, device=None, w
                 for k, v in model.loss_terms(b, out).items():
                     terms_sum[k] = terms_sum.get(k, 0.0) + float(v) * len(b)
                 n_seen += len(b)
-    finally:
-        model.train(was_training)
     res: dict[str, Any] = {}
     for k, v in acc.items():
         res[k] = torch.cat(v) if isinstance(v, list) else {m: torch.cat(t) for m, t in v.items()}
@@ -472,11 +469,9 @@ def discrete_representations(model, ds: MultimodalDataset, batch_size: int = 512
     reports it), plus ``y``."""
     if not isinstance(ds, MultimodalDataset) or len(ds) == 0:
         raise ValueError("ds must be a non-empty MultimodalDataset")
-    was = model.training
-    model.eval()
     dev = next(model.parameters()).device
     acc: dict[str, dict[str, list]] = {"rep": {}, "codes": {}, "recon_error": {}}
-    try:
+    with eval_mode(model):
         for batch in ds.batches(batch_size):
             out = model(batch.to(dev))
             if not out.shared or not out.codes:
@@ -488,8 +483,6 @@ def discrete_representations(model, ds: MultimodalDataset, batch_size: int = 512
                 err = out.extras.get("recon_error", {}).get(m)
                 if err is not None:
                     acc["recon_error"].setdefault(m, []).append(err.float().cpu())
-    finally:
-        model.train(was)
     res = {k: {m: torch.cat(v) for m, v in d.items()} for k, d in acc.items()}
     res["y"] = ds.y
     return res

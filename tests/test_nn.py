@@ -21,3 +21,20 @@ def test_sequence_encoder_keeps_time_order_and_any_length():
         assert enc(torch.randn(2, T, 6)).shape == (2, 16)
     with pytest.raises(ValueError, match=r"expects \[B, T, D\]"):
         enc(torch.randn(4, 6))
+
+
+def test_eval_mode_restores_each_modules_mode_also_on_error():
+    from nbkit.nn import eval_mode
+
+    a, b = torch.nn.Dropout(0.5), torch.nn.Dropout(0.5)
+    b.eval()                                   # one in train mode, one in eval mode
+    with eval_mode(a, b) as mods:
+        assert mods == (a, b) and not a.training and not b.training
+        x = torch.ones(1000)
+        assert torch.equal(a(x), x)            # dropout really off inside the block
+    assert a.training and not b.training       # each back to ITS previous mode
+    with pytest.raises(RuntimeError, match="boom"):
+        with eval_mode(a) as m:
+            assert m is a and not a.training
+            raise RuntimeError("boom")
+    assert a.training

@@ -17,6 +17,7 @@ import torch
 from ..data.batch import MultimodalDataset
 from ..evaluate import classification_metrics, collect, linear_probe, project_2d
 from ..models.dsrsd import DSRSD, DSRSDConfig
+from ..nn import eval_mode
 from ..regulate import Regulator
 
 __all__ = ["TRAIN", "stream_representations", "stream_probes", "probe_matrix", "separation",
@@ -246,12 +247,8 @@ def residual_size(model, data) -> dict[str, float]:
     from ..data.batch import Batch
 
     batch = data if isinstance(data, Batch) else next(iter(data.batches(len(data))))
-    was = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         out = model(batch)
-    finally:
-        model.train(was)
     base, pres = out.extras.get("base"), out.extras.get("present")
     if base is None:
         raise ValueError(f"{type(model).__name__} exposes no base projection (Output.extras['base']); use DSRSD")

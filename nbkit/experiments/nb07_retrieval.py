@@ -15,6 +15,7 @@ import pandas as pd
 import torch
 
 from ..data.batch import MultimodalDataset
+from ..nn import eval_mode
 
 __all__ = ["DATA", "MODEL", "INFONCE", "TRAIN", "VARIANTS", "BASELINES", "PAPER_ABLATION", "make_data",
            "chance_rsum", "similarity_matrix", "evaluate_retrieval", "cca_similarity", "StudyResult", "retrieval_study",
@@ -235,12 +236,8 @@ def components(model, ds: MultimodalDataset):
 
     if not isinstance(model, CDDS):
         raise TypeError(f"model must be a trained CDDS, got {type(model).__name__}")
-    was = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         return model(ds[torch.arange(len(ds))])
-    finally:
-        model.train(was)
 
 
 def kl_and_related(model, ds: MultimodalDataset) -> dict[str, Any]:

@@ -52,6 +52,7 @@ from torch import Tensor, nn
 
 from .._checks import check_choice, check_finite, check_int, check_number, check_weight
 from ..data.batch import Batch
+from ..nn import eval_mode
 from .base import ModelConfig, MultimodalModel, Output
 
 __all__ = ["RSCMDDetector", "RSCMDConfig", "logistic_toy_rho", "gaussian_radius", "encode_targets",
@@ -423,12 +424,8 @@ class RSCMDDetector(MultimodalModel):
         mode and restores the mode after."""
         many = isinstance(head, (list, tuple))
         names = [check_choice("head", h, self.heads) for h in (head if many else [head])]
-        was = self.training
-        self.eval()
-        try:
+        with eval_mode(self):
             out = self(batch)
-        finally:
-            self.train(was)
         res = {}
         for name in names:
             h = out.extras["det"] if name == "fused" else out.extras["aux"][name]

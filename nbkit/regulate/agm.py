@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .._checks import check_choice, check_int, check_number
-from .base import _EncoderRegulator, _floats, _temp_eval
+from ..nn import eval_mode
+from .base import _EncoderRegulator, _floats
 
 RESPONSES = ("original", "shapley", "balancebenchmark")
 
@@ -159,7 +160,7 @@ class AGM(_EncoderRegulator):
                 cache[S] = self.model(batch.with_x(x)).logits.float()
             return cache[S]
 
-        with _temp_eval([self.model]):
+        with eval_mode(self.model):
             return agm_responses(f, self.modalities, full.float(), self.response)
 
     @torch.no_grad()

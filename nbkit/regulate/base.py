@@ -81,20 +81,6 @@ def project_out(delta: Tensor, g: Tensor | None, eps: float = _EPS) -> Tensor:
     return delta - ((delta * g).sum() / (g2 + eps)) * g
 
 
-class _temp_eval:
-    def __init__(self, modules):
-        self.modules = list(modules)
-
-    def __enter__(self):
-        self.prev = [m.training for m in self.modules]
-        for m in self.modules:
-            m.eval()
-
-    def __exit__(self, *exc):
-        for m, p in zip(self.modules, self.prev):
-            m.train(p)
-
-
 def encoder_params(reg, model, wanted=None, minimum: int = 1) -> tuple[tuple, dict]:
     """The modalities a regulator acts on (``wanted``, default all of ``model.encoders``) and
     each one's trainable encoder parameters; errors name the regulator and the model's encoders."""

@@ -8,7 +8,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .._checks import check_choice, check_int, check_number, check_pair
-from .base import _EPS, _EncoderRegulator, _floats, _temp_eval, project_out
+from ..nn import eval_mode
+from .base import _EPS, _EncoderRegulator, _floats, project_out
 
 
 class RedReg(_EncoderRegulator):
@@ -97,7 +98,7 @@ class RedReg(_EncoderRegulator):
     def redundancy(self, batch) -> dict[str, float]:
         res = {}
         encs = [self.model.encoders[m] for m in self.modalities]
-        with _temp_eval(encs):
+        with eval_mode(*encs):
             for m in self.modalities:
                 x = batch.x[m].float()
                 e1 = torch.randn(x.shape, generator=self.gen, device=x.device) * self.sigma
