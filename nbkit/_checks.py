@@ -11,9 +11,10 @@ import math
 import numbers
 from typing import Any, Iterable
 
+import numpy as np
 import torch
 
-__all__ = ["check_number", "check_int", "check_probability", "check_nonnegative", "check_weight",
+__all__ = ["check_number", "check_int", "check_bool", "check_probability", "check_nonnegative", "check_weight",
            "check_choice", "check_subset", "check_finite", "check_batch_size", "check_pair", "check_boxes"]
 
 
@@ -79,6 +80,13 @@ def check_nonnegative(name: str, v: Any) -> float:
 def check_weight(name: str, v: Any) -> float:
     """A loss weight: a finite number >= 0 (NaN and inf are rejected, not just negatives)."""
     return check_number(name, v, 0.0)
+
+
+def check_bool(name: str, v: Any) -> bool:
+    """A switch: True or False (numpy's bool too); a string such as "no" would count as True."""
+    if not isinstance(v, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {v!r}")
+    return bool(v)
 
 
 def check_choice(name: str, v: Any, choices: Iterable) -> Any:

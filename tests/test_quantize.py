@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from nbkit.models.srcid import SRCIDConfig
 from nbkit.nn.quantize import FSQ, ResidualVQ, VectorQuantizerEMA, codebook_usage, make_quantizer
 
 
@@ -100,8 +101,11 @@ def test_commitment_is_the_mse_to_the_chosen_code():
     assert torch.allclose(z.grad, 2 * (z.detach() - out.hard) / 4)       # codes get no gradient
 
 
-def test_dead_codes_are_reset_near_used_codes_and_the_reset_survives():
-    vq = VectorQuantizerEMA(8, 3, dead_after=3, active_window=2, reset_noise=1e-3, seed=0).train()
+@pytest.mark.parametrize("reset_ema", [False, True])
+def test_dead_codes_are_reset_near_used_codes_and_what_the_next_ema_step_does(reset_ema):
+    vq = VectorQuantizerEMA(8, 3, dead_after=3, active_window=2, reset_noise=1e-3, reset_ema=reset_ema,
+                            seed=0).train()
+    assert vq.reset_ema is reset_ema and VectorQuantizerEMA(4, 2).reset_ema is False   # reference by default
     target = torch.tensor([[2.0, -1.0, 0.5]])
     for _ in range(4):                                     # counters start at -1 (reference code): 0, 1, 2, 3
         vq(target.repeat(5, 1))
@@ -113,8 +117,20 @@ def test_dead_codes_are_reset_near_used_codes_and_the_reset_survives():
     dist = (vq.embedding[others] - vq.embedding[used]).abs().max()
     assert dist <= 1e-3 + 1e-6                             # reset at the used code, within the noise
     before = vq.embedding[others].clone()
-    vq(target.repeat(5, 1))                                # an EMA step in which they are not chosen
-    assert torch.allclose(vq.embedding[others], before, atol=1e-4)   # ours: the reset survives
+    # the next EMA step, in which the reset codes are not chosen, written out (reference code):
+    # N <- g N + (1-g) n, Laplace-smoothed; m <- g m + (1-g) sum of assigned targets; e = m / N
+    g, eps = vq.decay, vq.eps
+    N = g * vq.ema_count.clone()
+    N[used] += (1 - g) * 5
+    N = (N + eps) / (N.sum() + 8 * eps) * N.sum()
+    m = g * vq.ema_weight.clone()
+    m[used] += (1 - g) * 5 * target[0]
+    vq(target.repeat(5, 1))
+    assert torch.allclose(vq.embedding, m / N[:, None], atol=1e-5)
+    if reset_ema:                                          # ours: the reset survives
+        assert torch.allclose(vq.embedding[others], before, atol=1e-4)
+    else:                                                  # reference: recomputed from the stale statistics
+        assert (vq.embedding[others] - before).abs().max() > 0.1
 
 
 def test_eval_mode_and_update_false_leave_the_codebook_alone():
@@ -169,6 +185,10 @@ def test_clear_errors_name_the_argument():
         VectorQuantizerEMA(0, 4)
     with pytest.raises(ValueError, match=r"decay must be a finite number >= 0 and < 1, got 1.0"):
         VectorQuantizerEMA(8, 4, decay=1.0)
+    with pytest.raises(TypeError, match=r"reset_ema must be True or False, got 'no'"):
+        VectorQuantizerEMA(8, 4, reset_ema="no")
+    with pytest.raises(TypeError, match=r"reset_ema must be True or False, got 1"):
+        SRCIDConfig(reset_ema=1)
     with pytest.raises(ValueError, match=r"levels\[1\] must be an integer >= 3, got 2"):
         FSQ((5, 2), dim=4)
     with pytest.raises(ValueError, match="kind must be one of"):

@@ -51,7 +51,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._checks import check_choice, check_int, check_number, check_weight
+from .._checks import check_bool, check_choice, check_int, check_number, check_weight
 from ..data.batch import Batch
 from ..losses import CLUB, CrossCPC, fit_clubs
 from ..nn.quantize import QUANTIZERS, codebook_usage, make_quantizer
@@ -81,6 +81,7 @@ class SRCIDConfig(ModelConfig):
     eps: float = 1e-5                # Laplace smoothing (reference code)
     dead_after: int = 60             # steps unused before a code is reset (reference 300; ours: short runs)
     active_window: int = 20          # "recently used" window for resets/usage (reference 100; ours)
+    reset_ema: bool = False          # a dead-code reset sets the vector only (reference code); True: ours
     lambda_recon: float = 1.0        # (reference code: every term weight 1)
     lambda_commit: float = 0.25      # beta (reference code)
     lambda_club: float = 1.0         # (reference code)
@@ -111,8 +112,8 @@ class SRCIDConfig(ModelConfig):
             self.fsq_levels = tuple(check_int(f"fsq_levels[{i}]", v, 3) for i, v in enumerate(self.fsq_levels))
         except TypeError:
             raise TypeError(f"fsq_levels must be a list of integers >= 3, got {self.fsq_levels!r}") from None
-        if not isinstance(self.cross_modal, bool):
-            raise TypeError(f"cross_modal must be True or False, got {self.cross_modal!r}")
+        self.cross_modal = check_bool("cross_modal", self.cross_modal)
+        self.reset_ema = check_bool("reset_ema", self.reset_ema)
         if self.cross_modal and self.quantizer == "fsq":
             raise ValueError("cross_modal=True needs a codebook (quantizer 'vq' or 'rvq'); FSQ has no codebook "
                              "to update with the paired modality: set cross_modal=False for quantizer='fsq'")
@@ -259,7 +260,8 @@ class _Layer(nn.Module):
         self.general = nn.ModuleDict({m: _FrameEncoder(d_in[m], c.d, c.hidden, c.steps, True) for m in mods})
         self.specific = nn.ModuleDict({m: _FrameEncoder(d_in[m], c.d_specific, c.hidden, c.steps, temporal_specific)
                                        for m in mods})
-        vq_kw = dict(decay=c.decay, eps=c.eps, dead_after=c.dead_after, active_window=c.active_window)
+        vq_kw = dict(decay=c.decay, eps=c.eps, dead_after=c.dead_after, active_window=c.active_window,
+                     reset_ema=c.reset_ema)
         self.quantizer = make_quantizer(c.quantizer, c.n_codes, c.d, n_stages=c.rvq_stages, levels=c.fsq_levels,
                                         seed=seed, **({} if c.quantizer == "fsq" else vq_kw))
         self.decoder = nn.ModuleDict({m: _Decoder(c.d, c.d_specific, d_in[m], c.hidden) for m in mods})

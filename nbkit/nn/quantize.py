@@ -33,10 +33,11 @@ What follows the public reference code (haihuangcode/CMG and haihuangcode/TOC_H-
 - Dead-code reset (reference code): every step each code's "unused" counter grows by 1 and
   is set to 0 when the code is chosen; a code unused for more than ``dead_after`` steps (300)
   is re-initialised at a randomly chosen recently used code (counter < ``active_window``, 100)
-  plus uniform noise of half-width ``reset_noise`` (1/1024). Ours: the reset code also takes
-  the EMA count of the code it copies and ``m_k = e_k N_k``, so the reset survives the next
-  EMA update; the reference resets only ``e_k``, which its next update recomputes from the
-  stale statistics (dragging it back) unless the reset code happens to be chosen in that step.
+  plus uniform noise of half-width ``reset_noise`` (1/1024). The reference resets only the
+  code vector ``e_k``, which its next EMA update recomputes as ``m_k / N_k`` from the stale
+  statistics (dragging it back) unless the reset code is chosen in that step; that is the
+  default here. ``reset_ema=True`` (ours) also gives the reset code the EMA count of the code
+  it copies and ``m_k = e_k N_k``, so the reset survives the next update.
 - Initialisation (reference code): codes uniform in +-1/400, EMA counts 0.
 - FSQ (Mentzer et al. 2023; identical codes to vector-quantize-pytorch's ``FSQ``, a test
   compares): bound each of the len(levels) channels with ``tanh(z + shift) * h - offset``
@@ -53,7 +54,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._checks import check_finite, check_int, check_number
+from .._checks import check_bool, check_finite, check_int, check_number
 
 __all__ = ["Quantized", "VectorQuantizerEMA", "ResidualVQ", "FSQ", "codebook_usage", "make_quantizer",
            "QUANTIZERS"]
@@ -117,6 +118,9 @@ class VectorQuantizerEMA(nn.Module):
     dead_after:    steps without use before a code is reset (300, reference code); None: never
     active_window: a code used within this many steps counts as recently used (100, reference code)
     reset_noise:   half-width of the uniform noise added to a reset code (1/1024, reference code)
+    reset_ema:     False (reference code): a reset sets the code vector only, and the next EMA
+                   update recomputes it from the old statistics; True (ours): the reset code
+                   also takes the copied code's EMA count and sum, so the reset lasts
     seed:          seeds this quantizer's own generator (which recent code a dead one copies)
 
     ``forward(z)`` quantizes one input; `quantize_many` several (one per modality) into the
@@ -128,7 +132,7 @@ class VectorQuantizerEMA(nn.Module):
 
     def __init__(self, n_codes: int = 400, dim: int = 256, decay: float = 0.99, eps: float = 1e-5,
                  dead_after: int | None = 300, active_window: int = 100, reset_noise: float = 1 / 1024,
-                 init_bound: float = 1 / 400, seed: int = 0):
+                 init_bound: float = 1 / 400, reset_ema: bool = False, seed: int = 0):
         super().__init__()
         self.n_codes = check_int("n_codes", n_codes, 1)
         self.dim = check_int("dim", dim, 1)
@@ -137,6 +141,7 @@ class VectorQuantizerEMA(nn.Module):
         self.dead_after = check_int("dead_after", dead_after, 1, none_ok=True)
         self.active_window = check_int("active_window", active_window, 1)
         self.reset_noise = check_number("reset_noise", reset_noise, 0.0)
+        self.reset_ema = check_bool("reset_ema", reset_ema)
         init_bound = check_number("init_bound", init_bound, 0.0, lo_open=True)
         g = torch.Generator().manual_seed(check_int("seed", seed))
         emb = (torch.rand(self.n_codes, self.dim, generator=g) * 2 - 1) * init_bound
@@ -189,11 +194,12 @@ class VectorQuantizerEMA(nn.Module):
         noise = (torch.rand(len(dead), self.dim, generator=self._gen) * 2 - 1).to(self.embedding) * self.reset_noise
         new = self.embedding[pick] + noise
         self.embedding[dead] = new
-        # ours: the reset code takes the EMA count of the code it copies (and m_k = e_k N_k), so
-        # the reset survives the next EMA step; with its own near-zero count the Laplace term
-        # would drag it back towards the origin
-        self.ema_count[dead] = self.ema_count[pick]
-        self.ema_weight[dead] = new * self.ema_count[dead, None]
+        if self.reset_ema:
+            # ours: the reset code takes the EMA count of the code it copies (and m_k = e_k N_k),
+            # so the reset survives the next EMA step (the reference's is recomputed from the
+            # stale m_k / N_k there)
+            self.ema_count[dead] = self.ema_count[pick]
+            self.ema_weight[dead] = new * self.ema_count[dead, None]
         self.n_resets += len(dead)
         return int(len(dead))
 
