@@ -51,7 +51,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._checks import check_choice, check_finite, check_int, check_number, check_weight
+from .._checks import check_bool, check_choice, check_finite, check_int, check_number, check_weight
 from ..data.batch import Batch
 from ..losses import gaussian_kl_matrix, info_nce, modality_consistency
 from .base import ModelConfig, MultimodalModel, Output
@@ -109,9 +109,8 @@ class CDDSConfig(ModelConfig):
         check_choice("threshold", self.threshold, THRESHOLDS)
         check_choice("kl_source", self.kl_source, KL_SOURCES)
         check_choice("backbone", self.backbone, BACKBONES)
-        for name in ("decouple", "sampling"):
-            if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        self.decouple = check_bool("decouple", self.decouple)
+        self.sampling = check_bool("sampling", self.sampling)
         self.ema = check_number("ema", self.ema, 0.0, 1.0, hi_open=True)
 
     def loss_weights(self) -> dict[str, float]:

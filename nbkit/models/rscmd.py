@@ -50,7 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._checks import check_choice, check_finite, check_int, check_number, check_weight
+from .._checks import check_bool, check_choice, check_finite, check_int, check_number, check_weight
 from ..data.batch import Batch
 from ..nn import eval_mode
 from .base import ModelConfig, MultimodalModel, Output
@@ -227,8 +227,7 @@ class RSCMDConfig(ModelConfig):
         self.stride = check_choice("stride", self.stride, (2, 4))
         self.fusion = check_choice("fusion", self.fusion, ("concat", "add"))
         self.head_conv = check_int("head_conv", self.head_conv, 1)
-        if not isinstance(self.rsc, bool):
-            raise TypeError(f"rsc must be True or False, got {self.rsc!r}")
+        self.rsc = check_bool("rsc", self.rsc)
         self.md = check_choice("md", self.md, ("none", "A", "B"))
         self.md_partner = check_choice("md_partner", self.md_partner, ("zero", "mean"))
         for name in ("lambda_aux", "hm_weight", "wh_weight", "off_weight"):
